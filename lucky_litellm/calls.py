@@ -1,0 +1,199 @@
+"""One model attempt: a `litellm.acompletion` call with retries, cost, and its telemetry span.
+
+Every strategy runs its models through `RequestRun.attempt`, so retries, deadlines, cost
+accounting and tracing behave the same whichever strategy is chosen. A strategy only decides
+which attempts to start and which result wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import IncompleteStreamError, redact
+from .retry import RetryPolicy
+from .routing import Attempt, Routing
+
+if TYPE_CHECKING:
+    from .plan import Plan
+    from .providers import Target
+    from .telemetry import RequestTrace
+
+__all__ = ["PeekedStream", "RequestRun", "cost_from_tokens", "record_response", "response_cost", "usage_of"]
+
+_ERROR_TEXT_LIMIT = 300
+
+
+@dataclass
+class PeekedStream:
+    """A litellm stream whose first meaningful chunk has arrived, so it is known to be alive.
+
+    `head` holds the chunks read so far (a role-only opening chunk, then the first one with
+    content, a tool call or a finish_reason); they are passed on before the rest of the stream.
+    """
+
+    stream: Any
+    head: list[Any]
+
+    async def aclose(self) -> None:
+        close = getattr(self.stream, "aclose", None)
+        if close is not None:
+            try:
+                await close()
+            except Exception:  # closing a broken stream must not mask the real outcome
+                pass
+
+
+@dataclass
+class RequestRun:
+    """State shared by the attempts of one `complete` call."""
+
+    plan: Plan
+    messages: Sequence[Mapping[str, Any]]
+    kwargs: dict[str, Any]
+    deadline: float
+    routing: Routing
+    trace: RequestTrace
+    retry: RetryPolicy
+    stream: bool = False
+    started: float = field(default_factory=time.perf_counter)
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def new_attempt(self, target: Target) -> Attempt:
+        attempt = Attempt(model=target.spec)
+        self.routing.attempts.append(attempt)
+        return attempt
+
+    def skip(self, model: str, reason: str) -> Attempt:
+        attempt = Attempt(model=model, outcome="skipped", error=reason)
+        self.routing.attempts.append(attempt)
+        self.trace.skipped(attempt)
+        return attempt
+
+    async def attempt(self, target: Target, attempt: Attempt) -> Any:
+        """Run `target` (with retries) and return its response, or a `PeekedStream` when streaming.
+
+        Leaves `attempt.outcome` as "pending" on success: the strategy decides won/lost.
+        """
+        span = self.trace.start_attempt(target, attempt)
+        started = time.perf_counter()
+        attempt.started_ms = (started - self.started) * 1000
+        try:
+            result = await self.retry.run(functools.partial(self._call_once, target, attempt), self.deadline)
+        except asyncio.CancelledError:
+            attempt.outcome = "cancelled"
+            attempt.latency_ms = (time.perf_counter() - started) * 1000
+            span.call_done(attempt)
+            raise
+        except Exception as exc:
+            attempt.outcome = "failed"
+            attempt.latency_ms = (time.perf_counter() - started) * 1000
+            attempt.exception = exc
+            attempt.error_type = type(exc).__qualname__
+            attempt.error = redact(str(exc))[:_ERROR_TEXT_LIMIT]
+            span.call_done(attempt, error=exc)
+            raise
+        attempt.latency_ms = (time.perf_counter() - started) * 1000
+        if not self.stream:
+            record_response(attempt, result, target.litellm_model)
+            span.call_done(attempt)
+        return result
+
+    async def _call_once(self, target: Target, attempt: Attempt) -> Any:
+        import litellm
+
+        attempt.tries += 1
+        kwargs = target.call_kwargs()
+        kwargs.update(self.kwargs)
+        remaining = self.remaining()
+        if remaining <= 0:
+            raise asyncio.TimeoutError("deadline reached before the call started")
+        user_timeout = kwargs.get("timeout")
+        kwargs["timeout"] = min(remaining, user_timeout) if isinstance(user_timeout, int | float) else remaining
+        response = await litellm.acompletion(model=target.litellm_model, messages=list(self.messages), **kwargs)
+        if not self.stream:
+            return response
+        peeked = PeekedStream(response, [])
+        try:
+            while True:
+                chunk = await response.__anext__()
+                peeked.head.append(chunk)
+                if _has_content(chunk):
+                    return peeked
+                if _has_finish_reason(chunk):
+                    if self.kwargs.get("mock_response") is None and not finished_properly(response):
+                        raise StopAsyncIteration  # litellm's stand-in "stop" for a cut stream
+                    return peeked
+        except StopAsyncIteration:
+            await peeked.aclose()
+            raise IncompleteStreamError(target.spec, len(peeked.head)) from None
+        except BaseException:
+            await peeked.aclose()
+            raise
+
+
+def _has_content(chunk: Any) -> bool:
+    """True once a chunk carries part of the answer (not just the assistant role)."""
+    for choice in getattr(chunk, "choices", None) or ():
+        delta = getattr(choice, "delta", None)
+        if delta is not None and (getattr(delta, "content", None) or getattr(delta, "tool_calls", None)):
+            return True
+    return False
+
+
+def _has_finish_reason(chunk: Any) -> bool:
+    return any(getattr(choice, "finish_reason", None) for choice in getattr(chunk, "choices", None) or ())
+
+
+def finished_properly(stream: Any) -> bool:
+    """Whether the upstream itself sent a finish_reason. litellm's stream wrapper invents a
+    "stop" chunk when a stream just ends, which would make a cut answer look complete."""
+    received = getattr(stream, "received_finish_reason", None)
+    intermittent = getattr(stream, "intermittent_finish_reason", None)
+    return received is not None or intermittent is not None
+
+
+def usage_of(response: Any) -> tuple[int | None, int | None]:
+    usage = getattr(response, "usage", None)
+    if usage is None:
+        return None, None
+    return getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
+
+
+def record_response(attempt: Attempt, response: Any, litellm_model: str) -> None:
+    """Copy tokens, model, answer text and cost of a finished response onto its attempt."""
+    attempt.input_tokens, attempt.output_tokens = usage_of(response)
+    attempt.response_model = getattr(response, "model", None)
+    try:
+        attempt.content = response.choices[0].message.content
+    except (AttributeError, IndexError, TypeError):
+        attempt.content = None
+    attempt.cost_usd = response_cost(response, litellm_model)
+
+
+def response_cost(response: Any, litellm_model: str) -> float:
+    """USD cost litellm computed for the response, or priced from its usage when it did not."""
+    hidden = getattr(response, "_hidden_params", None) or {}
+    cost = hidden.get("response_cost")
+    if isinstance(cost, int | float):
+        return float(cost)
+    prompt, completion = usage_of(response)
+    return cost_from_tokens(litellm_model, prompt or 0, completion or 0)
+
+
+def cost_from_tokens(litellm_model: str, prompt_tokens: int, completion_tokens: int) -> float:
+    import litellm
+
+    try:
+        prompt_cost, completion_cost = litellm.cost_per_token(
+            model=litellm_model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+        )
+    except Exception:
+        return 0.0
+    return float(prompt_cost) + float(completion_cost)

@@ -1,0 +1,243 @@
+"""Typed errors of lucky_litellm.
+
+Every error the package raises on purpose derives from `LuckyError`, so callers can catch
+the whole family or one leaf. Configuration problems ("you set me up wrong") are kept apart
+from provider problems ("the models failed"), as pydantic-ai does with `UserError` and
+`ModelAPIError`::
+
+    LuckyError
+    ├── ModelSpecError (also ValueError)      bad "tier:" / "user:" / "provider/model" spec
+    ├── ConfigError (also ValueError)         invalid models or user config; lists every problem
+    ├── UnknownTierError (also KeyError)
+    ├── UnknownUserError (also KeyError)
+    ├── UnknownExperimentError (also KeyError)
+    ├── BudgetExceededError                   the user's costLimit would be exceeded
+    ├── ConcurrencyLimitError                 maxConcurrent slots stayed busy until the deadline
+    ├── NoModelsAvailableError                every candidate was disabled or skipped
+    ├── AllModelsFailedError                  every attempt failed; carries each exception
+    ├── ConsensusError                        answers came back but no group reached quorum
+    ├── StrategyTimeoutError (also TimeoutError)   the experiment deadline expired
+    └── IncompleteStreamError                 the upstream cut a stream before it finished
+
+Messages never contain API keys: `redact` scrubs anything that looks like one before it is
+stored in an error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .routing import Attempt
+
+__all__ = [
+    "AllModelsFailedError",
+    "BudgetExceededError",
+    "ConcurrencyLimitError",
+    "ConfigError",
+    "ConfigIssue",
+    "ConsensusError",
+    "IncompleteStreamError",
+    "LuckyError",
+    "ModelSpecError",
+    "NoModelsAvailableError",
+    "StrategyTimeoutError",
+    "UnknownExperimentError",
+    "UnknownTierError",
+    "UnknownUserError",
+    "redact",
+]
+
+_SECRET_PATTERNS = [
+    re.compile(r"\b(sk|pk|rk|gsk|xai|sk-ant|sk-or)-[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-\.=]{8,}"),
+    re.compile(r"(?i)((?:api[_-]?key|authorization|x-api-key|token)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{6,}"),
+]
+
+
+def redact(text: str) -> str:
+    """Replace anything shaped like a credential, so provider error texts can be shown safely."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.lastindex else "") + "***", text)
+    return text
+
+
+class LuckyError(Exception):
+    """Base class of every error lucky_litellm raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelSpecError(LuckyError, ValueError):
+    """A model spec is malformed or names a provider nobody knows."""
+
+    def __init__(self, spec: object, reason: str) -> None:
+        self.spec = spec
+        self.reason = reason
+        super().__init__(f"invalid model spec {spec!r}: {reason}")
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a configuration: where it is and what is wrong."""
+
+    path: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
+        elif self.line:
+            where = f"line {self.line}: "
+        location = self.path or "(document)"
+        return f"{where}{location}: {self.message}"
+
+
+class ConfigError(LuckyError, ValueError):
+    """A configuration is invalid. `issues` lists every problem, each with its path and line."""
+
+    def __init__(self, issues: Sequence[ConfigIssue], title: str = "invalid configuration") -> None:
+        self.issues = list(issues)
+        self.title = title
+        count = len(self.issues)
+        header = f"{title} ({count} problem{'s' if count != 1 else ''})"
+        super().__init__("\n".join([header, *(f"  - {issue}" for issue in self.issues)]))
+
+
+class UnknownTierError(LuckyError, KeyError):
+    """The spec names a tier that is not configured."""
+
+    def __init__(self, tier: str, known: Sequence[str]) -> None:
+        self.tier = tier
+        self.known = list(known)
+        super().__init__(f"unknown tier {tier!r}; known tiers: {', '.join(sorted(known)) or '(none)'}")
+
+    def __str__(self) -> str:  # KeyError would otherwise wrap the message in quotes
+        return self.message
+
+
+class UnknownUserError(LuckyError, KeyError):
+    """No experiment config was loaded for this user."""
+
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+        super().__init__(f"no user config loaded for user {user_id!r} (use Models.load_user_config)")
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UnknownExperimentError(LuckyError, KeyError):
+    """The user's config has no experiment of that name."""
+
+    def __init__(self, user_id: str, experiment: str, known: Sequence[str]) -> None:
+        self.user_id = user_id
+        self.experiment = experiment
+        self.known = list(known)
+        super().__init__(
+            f"user {user_id!r} has no experiment {experiment!r}; known: {', '.join(known) or '(none)'}"
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BudgetExceededError(LuckyError):
+    """The request could push the user's spend past `costLimit`; nothing was sent."""
+
+    def __init__(self, user_id: str | None, spent_usd: float, limit_usd: float, needed_usd: float = 0.0):
+        self.user_id = user_id
+        self.spent_usd = spent_usd
+        self.limit_usd = limit_usd
+        self.needed_usd = needed_usd
+        super().__init__(
+            f"budget exceeded for user {user_id!r}: spent ${spent_usd:.6f} (+${needed_usd:.6f} reserved "
+            f"for this request) of limit ${limit_usd:.6f}"
+        )
+
+
+class ConcurrencyLimitError(LuckyError):
+    """The user's `maxConcurrent` slots stayed busy until the request's deadline."""
+
+    def __init__(self, user_id: str | None, limit: int, waited_s: float) -> None:
+        self.user_id = user_id
+        self.limit = limit
+        self.waited_s = waited_s
+        super().__init__(
+            f"user {user_id!r} already has {limit} requests in flight (maxConcurrent); "
+            f"waited {waited_s:.3f}s for a slot"
+        )
+
+
+class NoModelsAvailableError(LuckyError):
+    """Every candidate model was disabled or skipped (e.g. by maxCost) before any call."""
+
+    def __init__(self, spec: str, reasons: Sequence[str]) -> None:
+        self.spec = spec
+        self.reasons = list(reasons)
+        super().__init__(f"no model available for {spec!r}: " + "; ".join(reasons))
+
+
+def _describe_attempts(attempts: Sequence[Attempt]) -> str:
+    parts = []
+    for attempt in attempts:
+        detail = f" ({attempt.error})" if attempt.error else ""
+        parts.append(f"{attempt.model}: {attempt.outcome}{detail}")
+    return "; ".join(parts) or "no attempt started"
+
+
+class AllModelsFailedError(LuckyError):
+    """Every model of the strategy failed. `exceptions` holds each attempt's exception in order."""
+
+    def __init__(self, spec: str, attempts: Sequence[Attempt], exceptions: Sequence[BaseException]):
+        self.spec = spec
+        self.attempts = list(attempts)
+        self.exceptions = list(exceptions)
+        super().__init__(f"all models failed for {spec!r}: {_describe_attempts(self.attempts)}")
+
+
+class ConsensusError(LuckyError):
+    """The answers did not agree enough: the largest group stayed under `minAgreement`."""
+
+    def __init__(self, spec: str, votes: dict[str, int], agreement: float, required: float, attempts: Any):
+        self.spec = spec
+        self.votes = votes
+        self.agreement = agreement
+        self.required = required
+        self.attempts = list(attempts)
+        super().__init__(
+            f"no consensus for {spec!r}: best agreement {agreement:.2f} < required {required:.2f} "
+            f"(groups: {sorted(votes.values(), reverse=True)})"
+        )
+
+
+class StrategyTimeoutError(LuckyError, TimeoutError):
+    """The experiment's overall deadline expired; in-flight calls were cancelled."""
+
+    def __init__(self, spec: str, timeout_s: float, attempts: Sequence[Attempt]) -> None:
+        self.spec = spec
+        self.timeout_s = timeout_s
+        self.attempts = list(attempts)
+        super().__init__(
+            f"{spec!r} timed out after {timeout_s:.3f}s; tried: {_describe_attempts(self.attempts)}"
+        )
+
+
+class IncompleteStreamError(LuckyError):
+    """The upstream ended a stream without a finish_reason or `[DONE]`: the answer is truncated."""
+
+    def __init__(self, model: str, chunks: int) -> None:
+        self.model = model
+        self.chunks = chunks
+        super().__init__(f"stream from {model!r} ended after {chunks} chunks without finishing")

@@ -1,0 +1,63 @@
+"""A resolved spec: exactly what `complete` would run, computed before any call is made."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from .providers import Target
+
+__all__ = ["Plan", "Strategy"]
+
+Strategy = Literal["first", "race", "fallback", "consensus"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What would run for a spec: strategy, candidate models, deadline and cost bounds.
+
+    `skipped` holds candidates dropped while resolving (disabled provider), each with its reason,
+    so `routing_of` can show them next to the models that were tried.
+    """
+
+    spec: str
+    strategy: Strategy
+    targets: tuple[Target, ...]
+    timeout_s: float
+    retries: int
+    max_cost: float | None = None
+    hedge_after_s: float | None = None
+    min_agreement: float | None = None
+    experiment: str | None = None
+    tier: str | None = None
+    user_id: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    skipped: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def models(self) -> list[str]:
+        return [target.spec for target in self.targets]
+
+    @property
+    def timeout(self) -> float:
+        """Deadline in milliseconds, the unit of the YAML configs."""
+        return self.timeout_s * 1000.0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec,
+            "strategy": self.strategy,
+            "models": self.models,
+            "litellm_models": [target.litellm_model for target in self.targets],
+            "timeout_ms": self.timeout,
+            "max_cost": self.max_cost,
+            "retries": self.retries,
+            "hedge_after_ms": None if self.hedge_after_s is None else self.hedge_after_s * 1000,
+            "min_agreement": self.min_agreement,
+            "experiment": self.experiment,
+            "tier": self.tier,
+            "user_id": self.user_id,
+            "skipped": [{"model": model, "reason": reason} for model, reason in self.skipped],
+        }

@@ -1,0 +1,202 @@
+"""Gradual rollout of the registry path, with an instant kill switch.
+
+A call takes the **registry** path (tiers, experiments, strategies) or the **legacy** path: one
+plain `litellm.acompletion` on the concrete model the spec maps to, exactly what code did before
+adopting lucky_litellm. Who takes which path is decided by flags in a `FlagStore` (in memory, or
+Redis so every process and proxy replica agrees):
+
+1. models disabled (kill switch) → legacy for everyone, test users included;
+2. test users → registry;
+3. otherwise the user's stable bucket (hash of salt and user id, 10,000 buckets) against the
+   rollout percentage; raising the percentage only ever adds users.
+
+The module-level functions act on the default registry's store, so `lucky-litellm rollout ...`
+and a process configured with the same `LUCKY_STATE_URL` see the same flags.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .bucketing import Decision, RolloutPolicy
+from .routing import Attempt, Routing, attach_routing
+
+if TYPE_CHECKING:
+    from .flags_store import FlagStore
+    from .registry import Models
+
+__all__ = [
+    "Rollout",
+    "add_test_user",
+    "complete",
+    "complete_sync",
+    "decide",
+    "disable_models",
+    "enable_models",
+    "is_enabled_for",
+    "remove_test_user",
+    "rollout_status",
+    "set_rollout_percent",
+]
+
+
+class Rollout:
+    """Rollout decisions and the two call paths for one `Models` registry."""
+
+    def __init__(self, models: Models) -> None:
+        self.models = models
+
+    @property
+    def store(self) -> FlagStore:
+        return self.models.store
+
+    def policy(self) -> RolloutPolicy:
+        flags = self.store.flags()
+        return RolloutPolicy(
+            enabled=flags.enabled, percent=flags.percent, test_users=flags.test_users, salt=flags.salt
+        )
+
+    def decide(self, user_id: str | None) -> Decision:
+        return self.policy().decide(user_id)
+
+    def is_enabled_for(self, user_id: str | None) -> bool:
+        return self.decide(user_id).path == "registry"
+
+    def status(self) -> dict[str, Any]:
+        flags = self.store.flags()
+        return {
+            "enabled": flags.enabled,
+            "percent": flags.percent,
+            "test_users": sorted(flags.test_users),
+            "salt": flags.salt,
+            "version": flags.version,
+            "store": type(self.store).__name__,
+        }
+
+    async def complete(
+        self,
+        spec: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        user_id: str | None = None,
+        request_id: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """The registry path or the legacy path, as the flags decide for `user_id`."""
+        decision = self.decide(user_id)
+        if decision.path == "registry":
+            plan = self.models.resolve(spec, user_id=user_id)
+            return await self.models.run_plan(
+                plan, messages, user_id=user_id, request_id=request_id, rollout_path="registry", **kwargs
+            )
+        return await self.legacy_complete(spec, messages, user_id=user_id, request_id=request_id, **kwargs)
+
+    async def legacy_complete(
+        self,
+        spec: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        user_id: str | None = None,
+        request_id: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """One plain `litellm.acompletion` on the spec's concrete model: no strategy, no retries
+        added, no budget; only a routing record and a span so the path stays visible."""
+        import litellm
+
+        target = self.models.legacy_target(spec, user_id=user_id)
+        routing = Routing(
+            spec=spec,
+            strategy="first",
+            models=[target.spec],
+            user_id=user_id,
+            request_id=request_id,
+            rollout_path="legacy",
+        )
+        attempt = Attempt(model=target.spec, tries=1)
+        routing.attempts.append(attempt)
+        trace = self.models.telemetry.start_request(routing)
+        span = trace.start_attempt(target, attempt)
+        started = time.perf_counter()
+        call_kwargs = {**target.call_kwargs(), **kwargs}
+        try:
+            response = await litellm.acompletion(model=target.litellm_model, messages=list(messages), **call_kwargs)
+        except BaseException as exc:
+            attempt.outcome = "failed"
+            attempt.error_type = type(exc).__qualname__
+            attempt.latency_ms = routing.latency_ms = (time.perf_counter() - started) * 1000
+            span.call_done(attempt, error=exc)
+            trace.finish(routing, exc)
+            raise
+        from .calls import record_response
+
+        attempt.latency_ms = routing.latency_ms = (time.perf_counter() - started) * 1000
+        if not kwargs.get("stream"):
+            record_response(attempt, response, target.litellm_model)
+        attempt.outcome = "won"
+        routing.winner = target.spec
+        routing.cost_usd = attempt.cost_usd
+        span.call_done(attempt)
+        trace.finish(routing)
+        return attach_routing(response, routing)
+
+
+_default: Rollout | None = None
+
+
+def _rollout() -> Rollout:
+    global _default
+    from .registry import default_models
+
+    models = default_models()
+    if _default is None or _default.models is not models:
+        _default = Rollout(models)
+    return _default
+
+
+def add_test_user(user_id: str) -> None:
+    """Always send this user through the registry path (unless models are disabled)."""
+    _rollout().store.add_test_user(user_id)
+
+
+def remove_test_user(user_id: str) -> None:
+    _rollout().store.remove_test_user(user_id)
+
+
+def set_rollout_percent(percent: float) -> None:
+    """Share of users (0–100, decimals allowed) on the registry path; raising it only adds users."""
+    RolloutPolicy.check_percent(percent)
+    _rollout().store.set_percent(percent)
+
+
+def enable_models() -> None:
+    _rollout().store.set_enabled(True)
+
+
+def disable_models() -> None:
+    """Kill switch: every call, test users included, takes the legacy path from now on."""
+    _rollout().store.set_enabled(False)
+
+
+def is_enabled_for(user_id: str | None) -> bool:
+    return _rollout().is_enabled_for(user_id)
+
+
+def decide(user_id: str | None) -> Decision:
+    return _rollout().decide(user_id)
+
+
+def rollout_status() -> dict[str, Any]:
+    return _rollout().status()
+
+
+async def complete(spec: str, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> Any:
+    return await _rollout().complete(spec, messages, **kwargs)
+
+
+def complete_sync(spec: str, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> Any:
+    from .registry import run_sync
+
+    return run_sync(_rollout().complete(spec, messages, **kwargs))

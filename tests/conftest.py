@@ -1,0 +1,49 @@
+"""Shared fixtures: the fake upstream, and registries whose providers point at it."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+
+from lucky_litellm.testing import FakeUpstream  # noqa: E402
+
+pytest_plugins = ["lucky_litellm.testing.pytest_plugin"]
+
+PLANTED_KEYS = {"OPENAI_API_KEY": "sk-test-openai-planted-0001", "GROQ_API_KEY": "gsk-test-groq-planted-0002"}
+
+MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def upstream_config(upstream: FakeUpstream, **extra: Any) -> dict[str, Any]:
+    """A models config whose openai and groq providers are served by the fake upstream."""
+    return {
+        "providers": {
+            "openai": {"apiBase": upstream.base_url},
+            "groq": {"apiBase": upstream.base_url},
+            "anthropic": {"enabled": False},
+            "openrouter": {"enabled": False},
+        },
+        **extra,
+    }
+
+
+@pytest.fixture
+def make_models(fake_upstream: FakeUpstream) -> Callable[..., Any]:
+    """Build a `Models` against the fake upstream; extra keyword arguments go into the config."""
+    from lucky_litellm import Models
+
+    def build(**extra: Any) -> Models:
+        return Models(upstream_config(fake_upstream, **extra), environ=dict(PLANTED_KEYS))
+
+    return build
+
+
+@pytest.fixture
+def models(make_models: Callable[..., Any]) -> Any:
+    return make_models()

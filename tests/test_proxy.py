@@ -1,0 +1,367 @@
+"""End to end: the official openai client -> a real `litellm --config configs/proxy.yaml` proxy with
+our hook and provider -> a real fake upstream. One proxy serves the whole module.
+
+`configs/proxy.yaml` is used as shipped; the test only adds a custom auth function (keys that
+belong to users, which a proxy without a database cannot create otherwise) and its own models.yaml
+(users, tiers, rollout) through LUCKY_MODELS_CONFIG.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import yaml
+
+from lucky_litellm.proxy_launcher import ProxyProcess
+from lucky_litellm.testing import Behavior, FakeUpstream
+
+pytestmark = pytest.mark.proxy
+
+ROOT = Path(__file__).resolve().parents[1]
+MASTER_KEY = "sk-test-master"
+HI = [{"role": "user", "content": "hi"}]
+
+MODELS_YAML = """
+provider: local
+providers:
+  local:
+    apiBase: {base}
+    models:
+      nano: local/nano-a
+      low: local/llama3.2
+      medium: local/medium-m
+tiers:
+  nano:
+    strategy: race
+    models: [local/nano-a, local/nano-b]
+defaults:
+  timeout: 20000
+  retries: 0
+rollout:
+  enabled: true
+  percent: 0
+  testUsers: [alice, bob, dave]
+users:
+  alice:
+    experiments:
+      quick:
+        strategy: race
+        providers: [local/slow-x, local/quick-y]
+      safe:
+        strategy: fallback
+        providers: [local/broken, local/backup]
+      doomed:
+        strategy: fallback
+        providers: [local/broken, local/broken-too]
+      vote:
+        strategy: consensus
+        providers: [local/gpt-4o-mini, local/gpt-4.1-nano, local/gpt-4.1-mini]
+    defaults:
+      experiment: quick
+  bob:
+    experiments:
+      main:
+        providers: [local/bob-model]
+  carol:
+    experiments:
+      main:
+        strategy: race
+        providers: [local/carol-a, local/carol-b]
+  dave:
+    experiments:
+      main:
+        providers: [local/gpt-4o-mini]
+    defaults:
+      costLimit: 0.00000001
+"""
+
+AUTH_MODULE = '''
+"""Test-only keys that belong to users; anything else falls through to LiteLLM's own auth."""
+from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
+
+KEYS = {"sk-alice": "alice", "sk-bob": "bob", "sk-anon": None}
+
+
+async def user_key_auth(request, api_key):
+    if api_key not in KEYS:
+        raise ValueError("not a test key")
+    return UserAPIKeyAuth(api_key=api_key, user_id=KEYS[api_key], user_role=LitellmUserRoles.INTERNAL_USER)
+'''
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def proxy(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    workdir = tmp_path_factory.mktemp("proxy")
+    (workdir / "models.yaml").write_text(MODELS_YAML.format(base=upstream.base_url))
+    (workdir / "lucky_test_auth.py").write_text(textwrap.dedent(AUTH_MODULE))
+    config = yaml.safe_load((ROOT / "configs" / "proxy.yaml").read_text())
+    config["general_settings"]["custom_auth"] = "lucky_test_auth.user_key_auth"
+    config["general_settings"]["custom_auth_settings"] = {"mode": "auto"}
+    (workdir / "proxy.yaml").write_text(yaml.safe_dump(config))
+    env = {
+        "LITELLM_MASTER_KEY": MASTER_KEY,
+        "LUCKY_MODELS_CONFIG": str(workdir / "models.yaml"),
+        "LUCKY_LOCAL_API_BASE": upstream.base_url,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(workdir), os.environ.get("PYTHONPATH")])),
+    }
+    with ProxyProcess(workdir / "proxy.yaml", env=env) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def fresh_upstream(upstream: FakeUpstream) -> None:
+    upstream.reset()
+
+
+def client(proxy: ProxyProcess, key: str = MASTER_KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=proxy.base_url, api_key=key, max_retries=0, timeout=30)
+
+
+def create(
+    proxy: ProxyProcess, model: str, *, key: str = MASTER_KEY, **kwargs: Any
+) -> tuple[Any, dict[str, str]]:
+    """A chat completion and the response headers."""
+    raw = client(proxy, key).chat.completions.with_raw_response.create(model=model, messages=HI, **kwargs)
+    return raw.parse(), dict(raw.headers)
+
+
+def error_of(
+    proxy: ProxyProcess, model: str, *, key: str = MASTER_KEY, **kwargs: Any
+) -> openai.APIStatusError:
+    with pytest.raises(openai.APIStatusError) as info:
+        client(proxy, key).chat.completions.create(model=model, messages=HI, **kwargs)
+    return info.value
+
+
+# -- answers ---------------------------------------------------------------------------------------
+
+
+def test_tier_answer(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+    response, headers = create(proxy, "tier:medium", user="alice")
+    assert response.choices[0].message.content == "answer from medium-m"
+    assert headers["x-lucky-route"] == "engine"
+    assert headers["x-lucky-rollout-path"] == "registry"
+    assert headers["x-lucky-winner"] == "local/medium-m"
+    assert upstream.call_count("medium-m") == 1
+
+
+def test_single_model_tier_is_handed_to_the_proxy_deployment(
+    proxy: ProxyProcess, upstream: FakeUpstream
+) -> None:
+    response, headers = create(proxy, "tier:low", user="alice")
+    assert response.choices[0].message.content == "answer from llama3.2"
+    assert headers["x-lucky-route"] == "deployment:local/llama3.2"
+    assert headers["x-litellm-model-group"] == "local/llama3.2"
+    assert upstream.call_count("llama3.2") == 1
+
+
+def test_race_experiment_returns_the_fastest_and_cancels_the_loser(
+    proxy: ProxyProcess, upstream: FakeUpstream
+) -> None:
+    upstream.script("slow-x", Behavior(latency_ms=5000))
+    response, headers = create(proxy, "user:alice:quick", user="alice")
+    assert response.choices[0].message.content == "answer from quick-y"
+    assert headers["x-lucky-strategy"] == "race"
+    assert headers["x-lucky-winner"] == "local/quick-y"
+    assert headers["x-lucky-models"] == "local/slow-x,local/quick-y"
+    upstream.wait_idle(timeout=5)  # the slow call was cut, not left to run for 5 s
+    assert upstream.cancelled_count("slow-x") == 1
+
+
+def test_user_spec_without_experiment_runs_the_default_one(
+    proxy: ProxyProcess, upstream: FakeUpstream
+) -> None:
+    _, headers = create(proxy, "user:alice", key="sk-alice")
+    assert headers["x-lucky-spec"] == "user:alice"
+    assert headers["x-lucky-strategy"] == "race"
+
+
+def test_fallback_moves_past_a_failing_model(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+    upstream.script("broken", Behavior(status=503))
+    response, headers = create(proxy, "user:alice:safe", user="alice")
+    assert response.choices[0].message.content == "answer from backup"
+    assert headers["x-lucky-winner"] == "local/backup"
+    assert [call.model for call in upstream.calls] == ["broken", "backup"]
+
+
+def test_consensus_bills_every_model(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+    for model in ("gpt-4o-mini", "gpt-4.1-nano", "gpt-4.1-mini"):
+        upstream.script(model, Behavior(content="Paris", prompt_tokens=1000, completion_tokens=100))
+    response, headers = create(proxy, "user:alice:vote", user="alice")
+    assert response.choices[0].message.content == "Paris"
+    lucky_cost = float(headers["x-lucky-cost-usd"])
+    single = (1000 * 0.15 + 100 * 0.6) / 1e6  # gpt-4o-mini alone, per litellm's price map
+    assert lucky_cost > 2 * single
+    assert float(headers["x-litellm-response-cost"]) == pytest.approx(lucky_cost)
+
+
+def test_streamed_answer(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+    upstream.script("medium-m", Behavior(content="one two three four", completion_tokens=4, prompt_tokens=7))
+    stream = client(proxy).chat.completions.create(
+        model="tier:medium", messages=HI, user="alice", stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "one two three four"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        "stop"
+    ]
+    usage = [c.usage for c in chunks if c.usage is not None]
+    assert usage and (usage[-1].prompt_tokens, usage[-1].completion_tokens) == (7, 4)
+
+
+def test_streamed_race(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+    upstream.script("slow-x", Behavior(latency_ms=5000))
+    stream = client(proxy).chat.completions.create(
+        model="user:alice:quick", messages=HI, user="alice", stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "answer from quick-y"
+
+
+def test_stream_cut_by_the_upstream_ends_in_an_error(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+    upstream.script("medium-m", Behavior(content="one two three four", stream_cut_after=2))
+    stream = client(proxy).chat.completions.create(
+        model="tier:medium", messages=HI, user="alice", stream=True
+    )
+    chunks: list[Any] = []
+    with pytest.raises(openai.APIError, match="without finishing"):
+        chunks.extend(stream)
+    assert not any(c.choices and c.choices[0].finish_reason for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "one two"
+
+
+def test_plain_model_through_a_lucky_group(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+    response, headers = create(proxy, "local/plain-z", user="alice")
+    assert response.choices[0].message.content == "answer from plain-z"
+    assert headers["x-lucky-route"] == "engine"
+    assert headers["x-lucky-strategy"] == "first"
+
+
+def test_plain_deployment_is_left_alone(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+    response, headers = create(proxy, "local/llama3.2", user="alice")
+    assert response.choices[0].message.content == "answer from llama3.2"
+    assert "x-lucky-spec" not in headers
+
+
+# -- rollout ---------------------------------------------------------------------------------------
+
+
+def test_rollout_disabled_user_takes_the_legacy_path(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+    response, headers = create(proxy, "tier:nano", user="carol")  # a race of nano-a and nano-b
+    assert response.choices[0].message.content == "answer from nano-a"
+    assert headers["x-lucky-rollout-path"] == "legacy"
+    assert [call.model for call in upstream.calls] == ["nano-a"]
+
+
+def test_legacy_experiment_calls_only_its_first_model(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+    _, headers = create(proxy, "user:carol:main", user="carol")
+    assert headers["x-lucky-rollout-path"] == "legacy"
+    assert [call.model for call in upstream.calls] == ["carol-a"]
+
+
+def test_legacy_single_model_uses_the_deployment(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+    _, headers = create(proxy, "tier:low", user="carol")
+    assert headers["x-lucky-rollout-path"] == "legacy"
+    assert headers["x-lucky-route"] == "deployment:local/llama3.2"
+    assert [call.model for call in upstream.calls] == ["llama3.2"]
+
+
+def test_registry_user_takes_the_registry_path(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+    _, headers = create(proxy, "tier:nano", user="bob")
+    assert headers["x-lucky-rollout-path"] == "registry"
+    assert headers["x-lucky-strategy"] == "race"
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "status", "words"),
+    [
+        ("tier:", 400, "missing tier name"),
+        ("tier:nope", 400, "unknown tier 'nope'"),
+        ("user:alice:no such", 400, "invalid model spec"),
+        ("user:alice:nope", 404, "no experiment 'nope'"),
+        ("user:zed", 404, "no user config loaded for user 'zed'"),
+    ],
+)
+def test_bad_input_is_a_clean_client_error(
+    proxy: ProxyProcess, upstream: FakeUpstream, model: str, status: int, words: str
+) -> None:
+    error = error_of(proxy, model, user="alice")
+    assert error.status_code == status
+    assert words in error.message
+    assert "Traceback" not in error.message
+    assert upstream.call_count() == 0
+
+
+def test_another_users_experiment_is_forbidden(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+    error = error_of(proxy, "user:bob:main", key="sk-alice")
+    assert error.status_code == 403
+    assert "may not use the experiments of user 'bob'" in error.message
+    assert upstream.call_count() == 0
+
+
+def test_body_user_does_not_override_the_keys_user(proxy: ProxyProcess) -> None:
+    assert error_of(proxy, "user:bob:main", key="sk-alice", user="bob").status_code == 403
+    _, headers = create(proxy, "user:alice:quick", key="sk-alice", user="bob")
+    assert headers["x-lucky-winner"]
+
+
+def test_key_without_user_id_falls_back_to_the_body_user(proxy: ProxyProcess) -> None:
+    _, headers = create(proxy, "user:bob:main", key="sk-anon", user="bob")
+    assert headers["x-lucky-winner"] == "local/bob-model"
+    assert error_of(proxy, "user:bob:main", key="sk-anon").status_code == 403
+
+
+def test_master_key_may_run_any_users_experiment(proxy: ProxyProcess) -> None:
+    _, headers = create(proxy, "user:bob:main", user="alice")
+    assert headers["x-lucky-winner"] == "local/bob-model"
+
+
+def test_all_models_failed_is_a_502_without_litellm_noise(
+    proxy: ProxyProcess, upstream: FakeUpstream
+) -> None:
+    upstream.script("broken", Behavior(status=500))
+    upstream.script("broken-too", Behavior(status=400))
+    error = error_of(proxy, "user:alice:doomed", user="alice")
+    assert error.status_code == 502
+    assert "all models failed for 'user:alice:doomed'" in error.message
+    assert "LuckyException" not in error.message  # the failure hook replaced litellm's wording
+    assert upstream.call_count() == 2
+
+
+def test_consensus_cannot_stream(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+    error = error_of(proxy, "user:alice:vote", user="alice", stream=True)
+    assert error.status_code == 400
+    assert "consensus" in error.message
+    assert upstream.call_count() == 0
+
+
+def test_budget_exceeded_is_a_429_the_sdk_does_not_retry(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+    error = error_of(proxy, "user:dave:main", user="dave")
+    assert error.status_code == 429
+    assert "budget exceeded for user 'dave'" in error.message
+    assert error.response.headers.get("x-should-retry") == "false"
+    assert upstream.call_count() == 0
+
+
+def test_failures_do_not_put_the_lucky_group_in_cooldown(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+    upstream.script("broken", Behavior(status=500))
+    upstream.script("broken-too", Behavior(status=500))
+    for _ in range(4):
+        assert error_of(proxy, "user:alice:doomed", user="alice").status_code == 502
+    response, _ = create(proxy, "user:alice:safe", user="alice")
+    assert response.choices[0].message.content == "answer from backup"
