@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,6 +64,7 @@ def _upstream() -> Iterator[str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "lucky_litellm.testing", "--port", "0"],
         stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         text=True,
         start_new_session=True,
     )
@@ -102,34 +104,38 @@ async def _load(client: httpx.AsyncClient, model: str, requests: int, concurrenc
 async def _measure(base_url: str, requests: int, concurrency: int, rounds: int) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     headers = {"Authorization": f"Bearer {MASTER_KEY}"}
+    per_round = requests // rounds
+    samples: dict[str, list[float]] = {name: [] for name in SCENARIOS}
+    errors = dict.fromkeys(SCENARIOS, 0)
     async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=60) as client:
         for model in SCENARIOS.values():  # warm-up: first calls build clients and caches
-            seconds, errors = await _load(client, model, 2 * concurrency, concurrency)
-            if errors:
-                raise RuntimeError(f"{model}: {errors} failed requests during warm-up")
-        totals = {name: [0.0, 0] for name in SCENARIOS}
-        per_round = requests // rounds
-        for _ in range(rounds):
-            for name, model in SCENARIOS.items():
-                seconds, errors = await _load(client, model, per_round, concurrency)
-                totals[name][0] += seconds
-                totals[name][1] += errors
-    rps = {name: (per_round * rounds) / seconds for name, (seconds, _) in totals.items()}
+            _, failed = await _load(client, model, 2 * concurrency, concurrency)
+            if failed:
+                raise RuntimeError(f"{model}: {failed} failed requests during warm-up")
+        names = list(SCENARIOS)
+        for round_index in range(rounds):
+            shift = round_index % len(names)  # rotate the order: no scenario always runs first
+            for name in names[shift:] + names[:shift]:
+                seconds, failed = await _load(client, SCENARIOS[name], per_round, concurrency)
+                samples[name].append(per_round / seconds)
+                errors[name] += failed
+    rps = {name: statistics.median(values) for name, values in samples.items()}
     return {
-        "unit": "requests/s",
+        "unit": "requests/s (median of rounds)",
         "requests": per_round * rounds,
         "concurrency": concurrency,
         "rounds": rounds,
         "cpus": os.cpu_count(),
         "rps": {name: round(value, 1) for name, value in rps.items()},
+        "rps_rounds": {name: [round(v, 1) for v in values] for name, values in samples.items()},
         "ratio_to_plain": {name: round(value / rps["plain"], 3) for name, value in rps.items()},
-        "errors": {name: errors for name, (_, errors) in totals.items()},
+        "errors": errors,
     }
 
 
 def run(quick: bool = False) -> dict[str, Any]:
     """Start upstream and proxy, measure every scenario, stop both; returns the numbers."""
-    requests, concurrency, rounds = (60, 20, 1) if quick else (300, 20, 3)
+    requests, concurrency, rounds = (60, 20, 2) if quick else (300, 20, 5)
     with _upstream() as base, tempfile.TemporaryDirectory(prefix="bench-proxy-") as workdir:
         models_yaml = Path(workdir) / "models.yaml"
         models_yaml.write_text(MODELS_YAML.format(base=base))
@@ -145,7 +151,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 def _print(results: dict[str, Any]) -> None:
     print(
         f"proxy throughput, {results['requests']} requests per scenario at concurrency "
-        f"{results['concurrency']} ({results['rounds']} interleaved rounds, {results['cpus']} CPUs)"
+        f"{results['concurrency']}, median of {results['rounds']} interleaved rounds, {results['cpus']} CPUs"
     )
     for name, model in SCENARIOS.items():
         print(

@@ -19,18 +19,18 @@ name: Demo experiments
 experiments:
   fast:
     strategy: race
-    providers: [openai/gpt-4.1-nano, groq/llama-3.1-8b-instant]
+    providers: [openai/gpt-4.1-nano, groq/openai/gpt-oss-20b]
     timeout: 5000
   careful:
     strategy: fallback
     providers: [openai/gpt-4.1, openai/gpt-4.1-mini]
   vote:
     strategy: consensus
-    providers: [openai/gpt-4.1-mini, openai/gpt-4o-mini, groq/llama-3.3-70b-versatile]
+    providers: [openai/gpt-4.1-mini, openai/gpt-4o-mini, groq/openai/gpt-oss-120b]
     minAgreement: 0.6
   hedged:
     strategy: race
-    providers: [groq/llama-3.1-8b-instant, openai/gpt-4.1-nano]
+    providers: [groq/openai/gpt-oss-20b, openai/gpt-4.1-nano]
     hedgeAfter: 50
 defaults:
   experiment: fast
@@ -55,10 +55,10 @@ def run_demo() -> int:
 
     with FakeUpstream() as upstream:
         upstream.script("gpt-4.1", Behavior(status=503, error_message="overloaded (demo)"))
-        upstream.script("llama-3.1-8b-instant", Behavior(latency_ms=400, content="slow answer"))
+        upstream.script("openai/gpt-oss-20b", Behavior(latency_ms=400, content="slow answer"))
         upstream.script("gpt-4.1-mini", Behavior(latency_ms=20, content="Paris."))
         upstream.script("gpt-4o-mini", Behavior(latency_ms=30, content="paris"))
-        upstream.script("llama-3.3-70b-versatile", Behavior(latency_ms=25, content="Lyon"))
+        upstream.script("openai/gpt-oss-120b", Behavior(latency_ms=25, content="Lyon"))
         upstream.script("gpt-4.1-nano", Behavior(latency_ms=60, content="Paris, quickly."))
         rows = asyncio.run(_run(upstream.base_url))
     from .cli import print_table
@@ -93,11 +93,12 @@ async def _run(base_url: str) -> list[dict[str, Any]]:
     models.load_user_config(DEMO_USER, DEMO_EXPERIMENTS)
     messages = [{"role": "user", "content": "What is the capital of France?"}]
     rows: list[dict[str, Any]] = []
+    width = 80
     for spec in SPECS:
         try:
             response = await models.complete(spec, messages, user_id=DEMO_USER, max_tokens=64)
         except LuckyError as exc:
-            rows.append({"spec": spec, "strategy": "-", "answer": f"{type(exc).__name__}: {exc}"})
+            rows.append({"spec": spec, "strategy": "-", "answer": f"{type(exc).__name__}: {exc}"[:width]})
             continue
         routing = routing_of(response)
         rows.append(
@@ -106,7 +107,7 @@ async def _run(base_url: str) -> list[dict[str, Any]]:
                 "strategy": routing.strategy,
                 "models": len(routing.models),
                 "winner": routing.winner,
-                "attempts": " ".join(f"{a.model.split('/', 1)[-1]}={a.outcome}" for a in routing.attempts),
+                "attempts": " ".join(f"{a.model}={a.outcome}" for a in routing.attempts),
                 "ms": f"{routing.latency_ms:.0f}",
                 "cost_usd": f"{routing.cost_usd:.6f}",
                 "answer": response.choices[0].message.content,

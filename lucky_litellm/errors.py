@@ -25,6 +25,7 @@ stored in an error.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -121,7 +122,9 @@ class UnknownTierError(LuckyError, KeyError):
     def __init__(self, tier: str, known: Sequence[str]) -> None:
         self.tier = tier
         self.known = list(known)
-        super().__init__(f"unknown tier {tier!r}; known tiers: {', '.join(sorted(known)) or '(none)'}")
+        close = difflib.get_close_matches(tier, self.known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        super().__init__(f"unknown tier {tier!r}{hint}; known tiers: {', '.join(sorted(known)) or '(none)'}")
 
     def __str__(self) -> str:  # KeyError would otherwise wrap the message in quotes
         return self.message
@@ -145,8 +148,10 @@ class UnknownExperimentError(LuckyError, KeyError):
         self.user_id = user_id
         self.experiment = experiment
         self.known = list(known)
+        close = difflib.get_close_matches(experiment, self.known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         super().__init__(
-            f"user {user_id!r} has no experiment {experiment!r}; known: {', '.join(known) or '(none)'}"
+            f"user {user_id!r} has no experiment {experiment!r}{hint}; known: {', '.join(known) or '(none)'}"
         )
 
     def __str__(self) -> str:

@@ -8,6 +8,7 @@ only inside one loop as an `asyncio.Semaphore` would.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections import deque
@@ -107,15 +108,24 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def estimate_prompt_tokens(model: str, messages: Sequence[Mapping[str, Any]]) -> int:
-    """Prompt tokens by litellm's tokenizer, falling back to a chars/4 estimate for odd content."""
+_OFFLINE_TOKENIZER_MODEL = "gpt-4o"
+"""Prompt tokens are always counted with the tiktoken encoding litellm ships: for other model
+families litellm would download a Hugging Face tokenizer, i.e. reach the network on the hot path.
+The count is an estimate either way, so `PROMPT_TOKEN_MARGIN` pads it."""
+
+PROMPT_TOKEN_MARGIN = 1.15
+
+
+def estimate_prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
+    """Prompt tokens (padded by `PROMPT_TOKEN_MARGIN`), falling back to chars/4 for odd content."""
     import litellm
 
     try:
-        return int(litellm.token_counter(model=model, messages=list(messages)))
+        counted = int(litellm.token_counter(model=_OFFLINE_TOKENIZER_MODEL, messages=list(messages)))
     except Exception:
         text = sum(len(str(m.get("content") or "")) for m in messages)
-        return text // 4 + 4 * len(messages)
+        counted = text // 4 + 4 * len(messages)
+    return math.ceil(counted * PROMPT_TOKEN_MARGIN)
 
 
 def estimate_cost(model: str, prompt_tokens: int, max_output_tokens: int | None) -> float | None:

@@ -398,6 +398,10 @@ class LuckyProvider(CustomLLM):
 
 
 def _context_for(model: str, litellm_params: Mapping[str, Any] | None) -> RequestContext:
+    if _nesting.get() >= _MAX_NESTING:
+        # An engine call reached this provider again (a provider configured with
+        # litellmProvider: lucky): the engine never needs that, and it could recurse forever.
+        raise CustomLLMError(status_code=508, message=f"{model!r} routes back into the lucky provider")
     ctx = context_of((litellm_params or {}).get("metadata"))
     if ctx is None:
         # Without the hook nobody checked who may run which experiment: refuse rather than guess.
@@ -412,10 +416,7 @@ async def _start(
     ctx: RequestContext, model: str, messages: list[Any], optional_params: Mapping[str, Any], *, stream: bool
 ) -> Any:
     """Prepare (for names the hook did not see) and run the request; errors leave as statuses."""
-    depth = _nesting.get()
-    if depth >= _MAX_NESTING:
-        raise CustomLLMError(status_code=508, message=f"{model!r} routes back into the lucky provider")
-    token = _nesting.set(depth + 1)
+    token = _nesting.set(_nesting.get() + 1)
     try:
         models = default_models()
         if ctx.get("spec") != model:

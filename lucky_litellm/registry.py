@@ -383,7 +383,7 @@ class Models:
         plan: Plan, messages: Sequence[Mapping[str, Any]], kwargs: Mapping[str, Any]
     ) -> dict[str, float | None]:
         """Upper-bound cost per model: prompt tokens counted once, output = max_tokens."""
-        prompt_tokens = estimate_prompt_tokens(plan.targets[0].litellm_model, messages)
+        prompt_tokens = estimate_prompt_tokens(messages)
         max_tokens = kwargs.get("max_tokens") or kwargs.get("max_completion_tokens")
         return {t.spec: estimate_cost(t.litellm_model, prompt_tokens, max_tokens) for t in plan.targets}
 

@@ -8,15 +8,19 @@ belong to users, which a proxy without a database cannot create otherwise) and i
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 import yaml
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from lucky_litellm.proxy_launcher import ProxyProcess
 from lucky_litellm.testing import Behavior, FakeUpstream
@@ -25,11 +29,14 @@ pytestmark = pytest.mark.proxy
 
 ROOT = Path(__file__).resolve().parents[1]
 MASTER_KEY = "sk-test-master"
-HI = [{"role": "user", "content": "hi"}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 MODELS_YAML = """
 provider: local
 providers:
+  loop:
+    litellmProvider: lucky
+    enabled: true
   local:
     apiBase: {base}
     models:
@@ -59,6 +66,11 @@ users:
       doomed:
         strategy: fallback
         providers: [local/broken, local/broken-too]
+      loop:
+        providers: [loop/tier:medium]
+      priced:
+        strategy: race
+        providers: [local/gpt-4o-mini, local/gpt-4.1-nano]
       vote:
         strategy: consensus
         providers: [local/gpt-4o-mini, local/gpt-4.1-nano, local/gpt-4.1-mini]
@@ -81,8 +93,13 @@ users:
       costLimit: 0.00000001
 """
 
-AUTH_MODULE = '''
-"""Test-only keys that belong to users; anything else falls through to LiteLLM's own auth."""
+TEST_MODULE = '''
+"""Test-only proxy plug-ins: keys that belong to users (anything else falls through to LiteLLM's
+own auth), and a success logger that records what the proxy bills, one JSON line per event."""
+import json
+import os
+
+from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
 
 KEYS = {"sk-alice": "alice", "sk-bob": "bob", "sk-anon": None}
@@ -92,7 +109,28 @@ async def user_key_auth(request, api_key):
     if api_key not in KEYS:
         raise ValueError("not a test key")
     return UserAPIKeyAuth(api_key=api_key, user_id=KEYS[api_key], user_role=LitellmUserRoles.INTERNAL_USER)
+
+
+class BillingRecorder(CustomLogger):
+    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+        record = {
+            "call_id": kwargs.get("litellm_call_id"),
+            "model": kwargs.get("model"),
+            "cost": kwargs.get("response_cost"),
+        }
+        with open(os.environ["LUCKY_TEST_BILLING_LOG"], "a") as log:
+            log.write(json.dumps(record) + "\\n")
+
+
+billing_recorder = BillingRecorder()
 '''
+
+
+@dataclass(frozen=True)
+class Proxy:
+    base_url: str
+    billing_log: Path
+    """JSON lines written by the proxy's success logger: what it billed, per call id."""
 
 
 @pytest.fixture(scope="module")
@@ -102,22 +140,24 @@ def upstream() -> Iterator[FakeUpstream]:
 
 
 @pytest.fixture(scope="module")
-def proxy(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+def proxy(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     workdir = tmp_path_factory.mktemp("proxy")
     (workdir / "models.yaml").write_text(MODELS_YAML.format(base=upstream.base_url))
-    (workdir / "lucky_test_auth.py").write_text(textwrap.dedent(AUTH_MODULE))
+    (workdir / "lucky_test_plugins.py").write_text(textwrap.dedent(TEST_MODULE))
     config = yaml.safe_load((ROOT / "configs" / "proxy.yaml").read_text())
-    config["general_settings"]["custom_auth"] = "lucky_test_auth.user_key_auth"
+    config["litellm_settings"]["callbacks"].append("lucky_test_plugins.billing_recorder")
+    config["general_settings"]["custom_auth"] = "lucky_test_plugins.user_key_auth"
     config["general_settings"]["custom_auth_settings"] = {"mode": "auto"}
     (workdir / "proxy.yaml").write_text(yaml.safe_dump(config))
     env = {
         "LITELLM_MASTER_KEY": MASTER_KEY,
         "LUCKY_MODELS_CONFIG": str(workdir / "models.yaml"),
         "LUCKY_LOCAL_API_BASE": upstream.base_url,
+        "LUCKY_TEST_BILLING_LOG": str(workdir / "billing.jsonl"),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(workdir), os.environ.get("PYTHONPATH")])),
     }
     with ProxyProcess(workdir / "proxy.yaml", env=env) as running:
-        yield running
+        yield Proxy(running.base_url, workdir / "billing.jsonl")
 
 
 @pytest.fixture(autouse=True)
@@ -125,21 +165,29 @@ def fresh_upstream(upstream: FakeUpstream) -> None:
     upstream.reset()
 
 
-def client(proxy: ProxyProcess, key: str = MASTER_KEY) -> openai.OpenAI:
+def client(proxy: Proxy, key: str = MASTER_KEY) -> openai.OpenAI:
     return openai.OpenAI(base_url=proxy.base_url, api_key=key, max_retries=0, timeout=30)
 
 
-def create(
-    proxy: ProxyProcess, model: str, *, key: str = MASTER_KEY, **kwargs: Any
-) -> tuple[Any, dict[str, str]]:
+def create(proxy: Proxy, model: str, *, key: str = MASTER_KEY, **kwargs: Any) -> tuple[Any, dict[str, str]]:
     """A chat completion and the response headers."""
     raw = client(proxy, key).chat.completions.with_raw_response.create(model=model, messages=HI, **kwargs)
     return raw.parse(), dict(raw.headers)
 
 
-def error_of(
-    proxy: ProxyProcess, model: str, *, key: str = MASTER_KEY, **kwargs: Any
-) -> openai.APIStatusError:
+def billed(proxy: Proxy, call_id: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The proxy's success-log records of one request (logging runs after the answer is sent)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        path = proxy.billing_log
+        lines = path.read_text().splitlines() if path.exists() else []
+        records = [r for r in map(json.loads, lines) if r["call_id"] == call_id]
+        if records or time.monotonic() > deadline:
+            return records
+        time.sleep(0.05)
+
+
+def error_of(proxy: Proxy, model: str, *, key: str = MASTER_KEY, **kwargs: Any) -> openai.APIStatusError:
     with pytest.raises(openai.APIStatusError) as info:
         client(proxy, key).chat.completions.create(model=model, messages=HI, **kwargs)
     return info.value
@@ -148,7 +196,7 @@ def error_of(
 # -- answers ---------------------------------------------------------------------------------------
 
 
-def test_tier_answer(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+def test_tier_answer(proxy: Proxy, upstream: FakeUpstream) -> None:
     response, headers = create(proxy, "tier:medium", user="alice")
     assert response.choices[0].message.content == "answer from medium-m"
     assert headers["x-lucky-route"] == "engine"
@@ -157,9 +205,7 @@ def test_tier_answer(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
     assert upstream.call_count("medium-m") == 1
 
 
-def test_single_model_tier_is_handed_to_the_proxy_deployment(
-    proxy: ProxyProcess, upstream: FakeUpstream
-) -> None:
+def test_single_model_tier_is_handed_to_the_proxy_deployment(proxy: Proxy, upstream: FakeUpstream) -> None:
     response, headers = create(proxy, "tier:low", user="alice")
     assert response.choices[0].message.content == "answer from llama3.2"
     assert headers["x-lucky-route"] == "deployment:local/llama3.2"
@@ -168,7 +214,7 @@ def test_single_model_tier_is_handed_to_the_proxy_deployment(
 
 
 def test_race_experiment_returns_the_fastest_and_cancels_the_loser(
-    proxy: ProxyProcess, upstream: FakeUpstream
+    proxy: Proxy, upstream: FakeUpstream
 ) -> None:
     upstream.script("slow-x", Behavior(latency_ms=5000))
     response, headers = create(proxy, "user:alice:quick", user="alice")
@@ -180,15 +226,13 @@ def test_race_experiment_returns_the_fastest_and_cancels_the_loser(
     assert upstream.cancelled_count("slow-x") == 1
 
 
-def test_user_spec_without_experiment_runs_the_default_one(
-    proxy: ProxyProcess, upstream: FakeUpstream
-) -> None:
+def test_user_spec_without_experiment_runs_the_default_one(proxy: Proxy, upstream: FakeUpstream) -> None:
     _, headers = create(proxy, "user:alice", key="sk-alice")
     assert headers["x-lucky-spec"] == "user:alice"
     assert headers["x-lucky-strategy"] == "race"
 
 
-def test_fallback_moves_past_a_failing_model(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+def test_fallback_moves_past_a_failing_model(proxy: Proxy, upstream: FakeUpstream) -> None:
     upstream.script("broken", Behavior(status=503))
     response, headers = create(proxy, "user:alice:safe", user="alice")
     assert response.choices[0].message.content == "answer from backup"
@@ -196,7 +240,7 @@ def test_fallback_moves_past_a_failing_model(proxy: ProxyProcess, upstream: Fake
     assert [call.model for call in upstream.calls] == ["broken", "backup"]
 
 
-def test_consensus_bills_every_model(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+def test_consensus_bills_every_model(proxy: Proxy, upstream: FakeUpstream) -> None:
     for model in ("gpt-4o-mini", "gpt-4.1-nano", "gpt-4.1-mini"):
         upstream.script(model, Behavior(content="Paris", prompt_tokens=1000, completion_tokens=100))
     response, headers = create(proxy, "user:alice:vote", user="alice")
@@ -205,9 +249,23 @@ def test_consensus_bills_every_model(proxy: ProxyProcess, upstream: FakeUpstream
     single = (1000 * 0.15 + 100 * 0.6) / 1e6  # gpt-4o-mini alone, per litellm's price map
     assert lucky_cost > 2 * single
     assert float(headers["x-litellm-response-cost"]) == pytest.approx(lucky_cost)
+    records = billed(proxy, headers["x-litellm-call-id"])
+    assert [r["cost"] for r in records] == [pytest.approx(lucky_cost)]  # once: nested calls are not logged
 
 
-def test_streamed_answer(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+def test_streamed_answer_is_billed_once_with_the_upstream_cost(proxy: Proxy, upstream: FakeUpstream) -> None:
+    upstream.script("gpt-4o-mini", Behavior(content="Paris", prompt_tokens=1000, completion_tokens=100))
+    upstream.script("gpt-4.1-nano", Behavior(latency_ms=5000))
+    raw = client(proxy).chat.completions.with_raw_response.create(
+        model="user:alice:priced", messages=HI, user="alice", stream=True
+    )
+    stream: openai.Stream[ChatCompletionChunk] = raw.parse()
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "Paris"
+    records = billed(proxy, raw.headers["x-litellm-call-id"])
+    assert [r["cost"] for r in records] == [pytest.approx((1000 * 0.15 + 100 * 0.6) / 1e6)]
+
+
+def test_streamed_answer(proxy: Proxy, upstream: FakeUpstream) -> None:
     upstream.script("medium-m", Behavior(content="one two three four", completion_tokens=4, prompt_tokens=7))
     stream = client(proxy).chat.completions.create(
         model="tier:medium", messages=HI, user="alice", stream=True, stream_options={"include_usage": True}
@@ -222,7 +280,7 @@ def test_streamed_answer(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
     assert usage and (usage[-1].prompt_tokens, usage[-1].completion_tokens) == (7, 4)
 
 
-def test_streamed_race(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+def test_streamed_race(proxy: Proxy, upstream: FakeUpstream) -> None:
     upstream.script("slow-x", Behavior(latency_ms=5000))
     stream = client(proxy).chat.completions.create(
         model="user:alice:quick", messages=HI, user="alice", stream=True
@@ -230,7 +288,7 @@ def test_streamed_race(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "answer from quick-y"
 
 
-def test_stream_cut_by_the_upstream_ends_in_an_error(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+def test_stream_cut_by_the_upstream_ends_in_an_error(proxy: Proxy, upstream: FakeUpstream) -> None:
     upstream.script("medium-m", Behavior(content="one two three four", stream_cut_after=2))
     stream = client(proxy).chat.completions.create(
         model="tier:medium", messages=HI, user="alice", stream=True
@@ -242,14 +300,14 @@ def test_stream_cut_by_the_upstream_ends_in_an_error(proxy: ProxyProcess, upstre
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "one two"
 
 
-def test_plain_model_through_a_lucky_group(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+def test_plain_model_through_a_lucky_group(proxy: Proxy, upstream: FakeUpstream) -> None:
     response, headers = create(proxy, "local/plain-z", user="alice")
     assert response.choices[0].message.content == "answer from plain-z"
     assert headers["x-lucky-route"] == "engine"
     assert headers["x-lucky-strategy"] == "first"
 
 
-def test_plain_deployment_is_left_alone(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+def test_plain_deployment_is_left_alone(proxy: Proxy, upstream: FakeUpstream) -> None:
     response, headers = create(proxy, "local/llama3.2", user="alice")
     assert response.choices[0].message.content == "answer from llama3.2"
     assert "x-lucky-spec" not in headers
@@ -258,27 +316,27 @@ def test_plain_deployment_is_left_alone(proxy: ProxyProcess, upstream: FakeUpstr
 # -- rollout ---------------------------------------------------------------------------------------
 
 
-def test_rollout_disabled_user_takes_the_legacy_path(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+def test_rollout_disabled_user_takes_the_legacy_path(proxy: Proxy, upstream: FakeUpstream) -> None:
     response, headers = create(proxy, "tier:nano", user="carol")  # a race of nano-a and nano-b
     assert response.choices[0].message.content == "answer from nano-a"
     assert headers["x-lucky-rollout-path"] == "legacy"
     assert [call.model for call in upstream.calls] == ["nano-a"]
 
 
-def test_legacy_experiment_calls_only_its_first_model(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+def test_legacy_experiment_calls_only_its_first_model(proxy: Proxy, upstream: FakeUpstream) -> None:
     _, headers = create(proxy, "user:carol:main", user="carol")
     assert headers["x-lucky-rollout-path"] == "legacy"
     assert [call.model for call in upstream.calls] == ["carol-a"]
 
 
-def test_legacy_single_model_uses_the_deployment(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+def test_legacy_single_model_uses_the_deployment(proxy: Proxy, upstream: FakeUpstream) -> None:
     _, headers = create(proxy, "tier:low", user="carol")
     assert headers["x-lucky-rollout-path"] == "legacy"
     assert headers["x-lucky-route"] == "deployment:local/llama3.2"
     assert [call.model for call in upstream.calls] == ["llama3.2"]
 
 
-def test_registry_user_takes_the_registry_path(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+def test_registry_user_takes_the_registry_path(proxy: Proxy, upstream: FakeUpstream) -> None:
     _, headers = create(proxy, "tier:nano", user="bob")
     assert headers["x-lucky-rollout-path"] == "registry"
     assert headers["x-lucky-strategy"] == "race"
@@ -298,7 +356,7 @@ def test_registry_user_takes_the_registry_path(proxy: ProxyProcess, upstream: Fa
     ],
 )
 def test_bad_input_is_a_clean_client_error(
-    proxy: ProxyProcess, upstream: FakeUpstream, model: str, status: int, words: str
+    proxy: Proxy, upstream: FakeUpstream, model: str, status: int, words: str
 ) -> None:
     error = error_of(proxy, model, user="alice")
     assert error.status_code == status
@@ -307,33 +365,31 @@ def test_bad_input_is_a_clean_client_error(
     assert upstream.call_count() == 0
 
 
-def test_another_users_experiment_is_forbidden(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+def test_another_users_experiment_is_forbidden(proxy: Proxy, upstream: FakeUpstream) -> None:
     error = error_of(proxy, "user:bob:main", key="sk-alice")
     assert error.status_code == 403
     assert "may not use the experiments of user 'bob'" in error.message
     assert upstream.call_count() == 0
 
 
-def test_body_user_does_not_override_the_keys_user(proxy: ProxyProcess) -> None:
+def test_body_user_does_not_override_the_keys_user(proxy: Proxy) -> None:
     assert error_of(proxy, "user:bob:main", key="sk-alice", user="bob").status_code == 403
     _, headers = create(proxy, "user:alice:quick", key="sk-alice", user="bob")
     assert headers["x-lucky-winner"]
 
 
-def test_key_without_user_id_falls_back_to_the_body_user(proxy: ProxyProcess) -> None:
+def test_key_without_user_id_falls_back_to_the_body_user(proxy: Proxy) -> None:
     _, headers = create(proxy, "user:bob:main", key="sk-anon", user="bob")
     assert headers["x-lucky-winner"] == "local/bob-model"
     assert error_of(proxy, "user:bob:main", key="sk-anon").status_code == 403
 
 
-def test_master_key_may_run_any_users_experiment(proxy: ProxyProcess) -> None:
+def test_master_key_may_run_any_users_experiment(proxy: Proxy) -> None:
     _, headers = create(proxy, "user:bob:main", user="alice")
     assert headers["x-lucky-winner"] == "local/bob-model"
 
 
-def test_all_models_failed_is_a_502_without_litellm_noise(
-    proxy: ProxyProcess, upstream: FakeUpstream
-) -> None:
+def test_all_models_failed_is_a_502_without_litellm_noise(proxy: Proxy, upstream: FakeUpstream) -> None:
     upstream.script("broken", Behavior(status=500))
     upstream.script("broken-too", Behavior(status=400))
     error = error_of(proxy, "user:alice:doomed", user="alice")
@@ -343,14 +399,23 @@ def test_all_models_failed_is_a_502_without_litellm_noise(
     assert upstream.call_count() == 2
 
 
-def test_consensus_cannot_stream(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+def test_a_model_that_routes_back_into_the_provider_fails_cleanly(
+    proxy: Proxy, upstream: FakeUpstream
+) -> None:
+    error = error_of(proxy, "user:alice:loop", user="alice")
+    assert error.status_code == 502
+    assert "routes back into the lucky provider" in error.message
+    assert upstream.call_count() == 0
+
+
+def test_consensus_cannot_stream(proxy: Proxy, upstream: FakeUpstream) -> None:
     error = error_of(proxy, "user:alice:vote", user="alice", stream=True)
     assert error.status_code == 400
     assert "consensus" in error.message
     assert upstream.call_count() == 0
 
 
-def test_budget_exceeded_is_a_429_the_sdk_does_not_retry(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+def test_budget_exceeded_is_a_429_the_sdk_does_not_retry(proxy: Proxy, upstream: FakeUpstream) -> None:
     error = error_of(proxy, "user:dave:main", user="dave")
     assert error.status_code == 429
     assert "budget exceeded for user 'dave'" in error.message
@@ -358,10 +423,70 @@ def test_budget_exceeded_is_a_429_the_sdk_does_not_retry(proxy: ProxyProcess, up
     assert upstream.call_count() == 0
 
 
-def test_failures_do_not_put_the_lucky_group_in_cooldown(proxy: ProxyProcess, upstream: FakeUpstream) -> None:
+def test_failures_do_not_put_the_lucky_group_in_cooldown(proxy: Proxy, upstream: FakeUpstream) -> None:
     upstream.script("broken", Behavior(status=500))
     upstream.script("broken-too", Behavior(status=500))
     for _ in range(4):
         assert error_of(proxy, "user:alice:doomed", user="alice").status_code == 502
     response, _ = create(proxy, "user:alice:safe", user="alice")
     assert response.choices[0].message.content == "answer from backup"
+
+
+# -- identity and error mapping, without a proxy ---------------------------------------------------
+
+
+def _key(user_id: str | None, role: str = "internal_user") -> Any:
+    from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
+
+    return UserAPIKeyAuth(api_key="sk-x", user_id=user_id, user_role=LitellmUserRoles(role))
+
+
+@pytest.mark.parametrize(
+    ("key_user", "role", "body_user", "expected"),
+    [
+        ("alice", "internal_user", "bob", ("alice", False, "key")),
+        (None, "internal_user", "bob", ("bob", False, "body")),
+        (None, "internal_user", None, (None, False, "none")),
+        ("default_user_id", "proxy_admin", "bob", ("bob", True, "body")),
+        ("default_user_id", "proxy_admin", None, ("default_user_id", True, "key")),
+    ],
+)
+def test_identity_rule(
+    key_user: str | None, role: str, body_user: str | None, expected: tuple[Any, ...]
+) -> None:
+    from lucky_litellm.proxy_identity import identify
+
+    identity = identify(_key(key_user, role), {"user": body_user, "metadata": {}})
+    assert (identity.user_id, identity.admin, identity.source) == expected
+
+
+def test_identity_reads_the_key_user_mirrored_into_metadata() -> None:
+    from lucky_litellm.proxy_identity import identify
+
+    identity = identify(_key(None), {"user": "bob", "metadata": {"user_api_key_user_id": "alice"}})
+    assert identity.user_id == "alice"
+
+
+def test_error_statuses() -> None:
+    from lucky_litellm import errors
+    from lucky_litellm.proxy_errors import AccessDeniedError, http_error
+
+    cases = {
+        errors.ModelSpecError("x", "bad"): 400,
+        errors.UnknownTierError("x", ["medium"]): 400,
+        AccessDeniedError("alice", "bob"): 403,
+        errors.UnknownUserError("x"): 404,
+        errors.UnknownExperimentError("u", "e", ["a"]): 404,
+        errors.BudgetExceededError("u", 1.0, 1.0): 429,
+        errors.ConcurrencyLimitError("u", 2, 1.0): 429,
+        errors.AllModelsFailedError("s", [], []): 502,
+        errors.NoModelsAvailableError("s", ["off"]): 503,
+        errors.StrategyTimeoutError("s", 1.0, []): 504,
+        errors.ConfigError([]): 500,
+        RuntimeError("secret internals"): 500,
+    }
+    for exc, status in cases.items():
+        assert http_error(exc).status == status, exc
+    assert http_error(errors.BudgetExceededError("u", 1.0, 1.0)).headers == {"x-should-retry": "false"}
+    assert http_error(errors.ConcurrencyLimitError("u", 2, 1.0)).headers == {"Retry-After": "1"}
+    assert "secret" not in http_error(RuntimeError("secret internals")).message

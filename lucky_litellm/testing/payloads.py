@@ -115,6 +115,7 @@ def completion(
             "created": created,
             "model": model,
             "system_fingerprint": "fp_fake",
+            "service_tier": "default",
             "choices": [
                 {
                     "index": 0,

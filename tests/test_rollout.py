@@ -1,0 +1,80 @@
+"""Rollout paths through the registry: test users, percentages, the kill switch, the legacy call."""
+
+from __future__ import annotations
+
+import pytest
+
+from lucky_litellm import rollout, routing_of, set_default_models
+from lucky_litellm.testing import Behavior
+
+from .conftest import MESSAGES
+
+
+@pytest.fixture
+def flags(make_models):
+    """The module-level rollout functions acting on a registry served by the fake upstream."""
+    models = make_models(rollout={"percent": 0})
+    set_default_models(models)
+    yield models
+    set_default_models(None)
+
+
+def race_config() -> dict[str, object]:
+    return {"experiments": {"fast": {"strategy": "race", "providers": ["openai/gpt-4.1-mini", "openai/gpt-4.1-nano"]}}}
+
+
+async def test_a_user_outside_the_rollout_takes_the_legacy_path_with_exactly_one_call(flags, fake_upstream):
+    flags.load_user_config("user-1", race_config())
+    response = await rollout.complete("user:user-1:fast", MESSAGES, user_id="user-1")
+    routing = routing_of(response)
+    assert routing.rollout_path == "legacy"
+    assert [a.model for a in routing.attempts] == ["openai/gpt-4.1-mini"]  # the experiment's first model
+    assert fake_upstream.call_count() == 1
+
+
+async def test_the_legacy_path_makes_one_call_even_when_it_fails(flags, fake_upstream):
+    fake_upstream.script("gpt-4.1-mini", Behavior(status=503))
+    with pytest.raises(Exception, match="503|ServiceUnavailable|InternalServer"):
+        await rollout.complete("tier:medium", MESSAGES, user_id="user-1", max_retries=0)
+    assert fake_upstream.call_count() == 1
+
+
+async def test_a_test_user_takes_the_registry_path(flags, fake_upstream):
+    flags.load_user_config("researcher-1", race_config())
+    rollout.add_test_user("researcher-1")
+    response = await rollout.complete("user:researcher-1:fast", MESSAGES, user_id="researcher-1")
+    routing = routing_of(response)
+    assert (routing.rollout_path, routing.strategy) == ("registry", "race")
+    assert rollout.is_enabled_for("researcher-1") and not rollout.is_enabled_for("someone-else")
+
+
+async def test_the_kill_switch_sends_test_users_to_the_legacy_path(flags, fake_upstream):
+    rollout.add_test_user("researcher-1")
+    rollout.disable_models()
+    response = await rollout.complete("tier:medium", MESSAGES, user_id="researcher-1")
+    assert routing_of(response).rollout_path == "legacy"
+    assert rollout.decide("researcher-1").reason == "killed"
+    rollout.enable_models()
+    assert rollout.is_enabled_for("researcher-1")
+
+
+async def test_legacy_path_maps_each_spec_to_its_concrete_model(flags):
+    flags.load_user_config("u", race_config())
+    assert flags.legacy_target("tier:medium").litellm_model == "openai/gpt-4.1-mini"
+    assert flags.legacy_target("user:u:fast").spec == "openai/gpt-4.1-mini"
+    assert flags.legacy_target("openai/gpt-4o-mini").spec == "openai/gpt-4o-mini"
+
+
+def test_rollout_percent_at_100_enables_everyone_and_status_reports_it(flags):
+    rollout.set_rollout_percent(100)
+    assert rollout.is_enabled_for("anyone")
+    status = rollout.rollout_status()
+    assert (status["enabled"], status["percent"]) == (True, 100)
+
+
+@pytest.mark.parametrize("bad", [-1, 100.5, float("nan"), "ten"])
+def test_invalid_rollout_percent_is_refused_and_nothing_changes(flags, bad):
+    before = rollout.rollout_status()["percent"]
+    with pytest.raises(ValueError):
+        rollout.set_rollout_percent(bad)
+    assert rollout.rollout_status()["percent"] == before
