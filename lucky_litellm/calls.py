@@ -188,6 +188,8 @@ def response_cost(response: Any, litellm_model: str) -> float:
 
 
 def cost_from_tokens(litellm_model: str, prompt_tokens: int, completion_tokens: int) -> float:
+    """USD for a token count: litellm's cost map, else the upstream vendor's price for resellers
+    (litellm's offline map has no OpenRouter entries), else 0."""
     import litellm
 
     try:
@@ -195,5 +197,10 @@ def cost_from_tokens(litellm_model: str, prompt_tokens: int, completion_tokens: 
             model=litellm_model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
         )
     except Exception:
-        return 0.0
+        from .tiers import model_price
+
+        price = model_price(litellm_model)
+        if price is None:
+            return 0.0
+        return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1_000_000
     return float(prompt_cost) + float(completion_cost)

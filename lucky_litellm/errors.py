@@ -13,6 +13,7 @@ from provider problems ("the models failed"), as pydantic-ai does with `UserErro
     ├── UnknownExperimentError (also KeyError)
     ├── BudgetExceededError                   the user's costLimit would be exceeded
     ├── ConcurrencyLimitError                 maxConcurrent slots stayed busy until the deadline
+    ├── ProviderDisabledError                 a spec names a provider that is switched off
     ├── NoModelsAvailableError                every candidate was disabled or skipped
     ├── AllModelsFailedError                  every attempt failed; carries each exception
     ├── ConsensusError                        answers came back but no group reached quorum
@@ -45,6 +46,7 @@ __all__ = [
     "LuckyError",
     "ModelSpecError",
     "NoModelsAvailableError",
+    "ProviderDisabledError",
     "StrategyTimeoutError",
     "UnknownExperimentError",
     "UnknownTierError",
@@ -170,6 +172,15 @@ class BudgetExceededError(LuckyError):
             f"budget exceeded for user {user_id!r}: spent ${spent_usd:.6f} (+${needed_usd:.6f} reserved "
             f"for this request) of limit ${limit_usd:.6f}"
         )
+
+
+class ProviderDisabledError(LuckyError):
+    """A spec names a provider that is switched off; `hint` says what would switch it on."""
+
+    def __init__(self, provider: str, hint: str) -> None:
+        self.provider = provider
+        self.hint = hint
+        super().__init__(f"provider {provider!r} is disabled: {hint}")
 
 
 class ConcurrencyLimitError(LuckyError):

@@ -12,7 +12,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .errors import ConcurrencyLimitError
@@ -129,18 +129,12 @@ def estimate_prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
 
 
 def estimate_cost(model: str, prompt_tokens: int, max_output_tokens: int | None) -> float | None:
-    """Upper-bound USD cost of one call from litellm's cost map; None when litellm cannot price it."""
-    import litellm
+    """Upper-bound USD cost of one call; None when nobody can price the model."""
+    from .calls import cost_from_tokens
+    from .tiers import model_price
 
     completion_tokens = max_output_tokens if max_output_tokens else DEFAULT_OUTPUT_TOKEN_ESTIMATE
-    try:
-        prompt_cost, completion_cost = litellm.cost_per_token(
-            model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
-        )
-    except Exception:
+    cost = cost_from_tokens(model, prompt_tokens, completion_tokens)
+    if cost == 0.0 and model_price(model) is None:
         return None
-    return float(prompt_cost) + float(completion_cost)
-
-
-def total(values: Iterable[float | None]) -> float:
-    return sum(v for v in values if v)
+    return cost

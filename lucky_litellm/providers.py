@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, ConfigIssue, LuckyError, ModelSpecError
+from .errors import ConfigError, ConfigIssue, ModelSpecError, ProviderDisabledError
 from .spec import ModelSpec, parse_spec
 
 if TYPE_CHECKING:
@@ -56,15 +56,6 @@ _BUILTIN_FIELDS: dict[str, dict[str, Any]] = {
     "groq": {"api_key_env": "GROQ_API_KEY"},
     "local": {"litellm_provider": "openai", "api_base_env": "LUCKY_LOCAL_API_BASE"},
 }
-
-
-class ProviderDisabledError(LuckyError):
-    """A spec names a provider that is switched off; `hint` says what would switch it on."""
-
-    def __init__(self, provider: str, hint: str) -> None:
-        self.provider = provider
-        self.hint = hint
-        super().__init__(f"provider {provider!r} is disabled: {hint}")
 
 
 def builtin_providers() -> dict[str, ProviderConfig]:

@@ -35,6 +35,7 @@ callback, and ``x-lucky-*`` response headers say how each request was served.
 from __future__ import annotations
 
 import contextvars
+import logging
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ _CHAT_CALL_TYPES = frozenset({"acompletion", "completion"})
 _DROPPED_PARAMS = frozenset({"stream", "stream_options", "max_retries", "num_retries"})
 _MAX_NESTING = 1
 _ASYNC_ONLY = "the lucky provider is async-only: use it through the proxy"
+_log = logging.getLogger(__name__)
 _nesting: contextvars.ContextVar[int] = contextvars.ContextVar("lucky_proxy_nesting", default=0)
 
 
@@ -281,6 +283,8 @@ class LuckyHook(CustomLogger):
                     f"{model!r} uses consensus, which needs whole answers; call it without stream"
                 )
         except Exception as exc:
+            if not is_mapped(exc):  # a bug, not a bad request: keep the traceback in the proxy's log
+                _log.exception("lucky_litellm hook failed for %r", model)
             raise http_error(exc).as_exception() from None
         deployment = _deployment_route(ctx, models) if self.settings.deployment_route else None
         if deployment is None:

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  -- tests take the imported `fake_upstream` fixture as a parameter
 """The fake OpenAI-compatible upstream, driven by real litellm calls (no mocks).
 
 Besides checking the fake, these tests pin down which litellm exception each upstream fault
@@ -22,7 +21,6 @@ import pytest
 from litellm.exceptions import MidStreamFallbackError
 
 from lucky_litellm.testing import Behavior, FakeUpstream
-from lucky_litellm.testing.pytest_plugin import fake_upstream  # noqa: F401  (the fixture)
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -313,6 +311,16 @@ async def test_reset_clears_scripts_records_and_counters(fake_upstream):
     assert fake_upstream.calls == []
     assert fake_upstream.call_count() == fake_upstream.max_in_flight() == 0
     assert (await ask(fake_upstream, "m")).choices[0].message.content == "answer from m"
+
+
+async def test_max_recorded_calls_keeps_the_latest_calls_and_exact_counts():
+    async with FakeUpstream(max_recorded_calls=2) as up:
+        for model in ("a", "b", "c"):
+            await ask(up, model)
+
+        assert [c.model for c in up.calls] == ["b", "c"]
+        assert up.call_count() == 3
+        assert up.call_count("a") == 1
 
 
 def test_behavior_rejects_impossible_values():

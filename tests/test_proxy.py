@@ -43,6 +43,7 @@ providers:
       nano: local/nano-a
       low: local/llama3.2
       medium: local/medium-m
+      high: local/high-h
 tiers:
   nano:
     strategy: race
@@ -146,6 +147,18 @@ def proxy(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> I
     (workdir / "lucky_test_plugins.py").write_text(textwrap.dedent(TEST_MODULE))
     config = yaml.safe_load((ROOT / "configs" / "proxy.yaml").read_text())
     config["litellm_settings"]["callbacks"].append("lucky_test_plugins.billing_recorder")
+    config["model_list"] += [
+        # same litellm model and api_base as tier:high's target, under another name
+        {
+            "model_name": "high-deployment",
+            "litellm_params": {**_local("openai/high-h"), "api_base": upstream.base_url},
+        },
+        # same litellm model as tier:medium's target, but another server: must not match
+        {
+            "model_name": "elsewhere",
+            "litellm_params": {**_local("openai/medium-m"), "api_base": "http://127.0.0.1:9/v1"},
+        },
+    ]
     config["general_settings"]["custom_auth"] = "lucky_test_plugins.user_key_auth"
     config["general_settings"]["custom_auth_settings"] = {"mode": "auto"}
     (workdir / "proxy.yaml").write_text(yaml.safe_dump(config))
@@ -158,6 +171,10 @@ def proxy(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> I
     }
     with ProxyProcess(workdir / "proxy.yaml", env=env) as running:
         yield Proxy(running.base_url, workdir / "billing.jsonl")
+
+
+def _local(model: str) -> dict[str, Any]:
+    return {"model": model, "api_key": "sk-local"}
 
 
 @pytest.fixture(autouse=True)
@@ -211,6 +228,14 @@ def test_single_model_tier_is_handed_to_the_proxy_deployment(proxy: Proxy, upstr
     assert headers["x-lucky-route"] == "deployment:local/llama3.2"
     assert headers["x-litellm-model-group"] == "local/llama3.2"
     assert upstream.call_count("llama3.2") == 1
+
+
+def test_deployment_calling_the_same_model_at_the_same_server_is_used(
+    proxy: Proxy, upstream: FakeUpstream
+) -> None:
+    _, headers = create(proxy, "tier:high", user="alice")
+    assert headers["x-lucky-route"] == "deployment:high-deployment"
+    assert upstream.call_count("high-h") == 1
 
 
 def test_race_experiment_returns_the_fastest_and_cancels_the_loser(

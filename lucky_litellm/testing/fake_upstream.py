@@ -64,10 +64,19 @@ class FakeUpstream:
     `script(model, [b1, b2])` answers that model's calls with b1, then b2 for every later call.
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, default: Behavior | None = None):
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        default: Behavior | None = None,
+        max_recorded_calls: int | None = None,
+    ) -> None:
+        """`max_recorded_calls` keeps only the latest N in `calls` (counters stay exact), so a
+        long benchmark does not hold every request body in memory."""
         self.host = host
         self._requested_port = port
-        self._state = UpstreamState()
+        self._state = UpstreamState(max_recorded_calls)
         if default is not None:
             self._state.default = default
         self._port: int | None = None
@@ -175,7 +184,7 @@ class FakeUpstream:
 
     @property
     def calls(self) -> list[Call]:
-        """Snapshot of the calls received, in arrival order."""
+        """Snapshot of the calls received, in arrival order (the latest `max_recorded_calls`)."""
         return self._state.calls
 
     def call_count(self, model: str | None = None) -> int:
@@ -268,6 +277,9 @@ class FakeUpstream:
             await self._runner.cleanup()
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if self._stopping:  # arrived on a kept-alive connection after stop() cancelled the others
+            body = payloads.error_body(503, "fake upstream is stopping")
+            return web.Response(status=503, body=body, headers={**_JSON, "Connection": "close"})
         path = request.path
         if request.method == "POST" and path in _CHAT_PATHS:
             return await self._chat(request)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,14 +51,15 @@ def _resolve(future: asyncio.Future[None]) -> None:
 class UpstreamState:
     """Scripts and records of one fake upstream. All public methods are thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_recorded_calls: int | None = None) -> None:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._async_waiters: list[_AsyncWaiter] = []
         self._scripts: dict[str, _Script] = {}
         self._default = Behavior()
         self._generation = 0
-        self._calls: list[Call] = []
+        self._calls: deque[Call] = deque(maxlen=max_recorded_calls)
+        self._total = 0
         self._counts: dict[str, int] = {}
         self._unscripted_index: dict[str, int] = {}
         self._in_flight = 0
@@ -104,6 +106,7 @@ class UpstreamState:
             self._scripts.clear()
             self._default = Behavior()
             self._calls.clear()
+            self._total = 0
             self._counts.clear()
             self._unscripted_index.clear()
             self._cancelled.clear()
@@ -128,6 +131,7 @@ class UpstreamState:
                 script.next_index = index + 1
             call = Call(model, body, stream, now, headers, index, behavior, generation=self._generation)
             self._calls.append(call)
+            self._total += 1
             self._counts[model] = self._counts.get(model, 0) + 1
             self._in_flight += 1
             if self._in_flight > self._max_in_flight:
@@ -177,7 +181,7 @@ class UpstreamState:
             return self._count(model)
 
     def _count(self, model: str | None) -> int:  # lock held
-        return len(self._calls) if model is None else self._counts.get(model, 0)
+        return self._total if model is None else self._counts.get(model, 0)
 
     @property
     def in_flight(self) -> int:
@@ -211,8 +215,9 @@ class UpstreamState:
     def wait(self, predicate: Predicate, timeout: float, describe: Callable[[], str]) -> None:
         """Block until `predicate()` holds (evaluated under the lock) or raise TimeoutError."""
         with self._lock:
-            if not self._changed.wait_for(predicate, timeout):
-                raise TimeoutError(describe())
+            done = self._changed.wait_for(predicate, timeout)
+        if not done:  # described outside the lock: `describe` takes it again
+            raise TimeoutError(describe())
 
     async def await_(self, predicate: Predicate, timeout: float, describe: Callable[[], str]) -> None:
         """`wait` for coroutines: suspends only the caller, never blocks its loop."""
