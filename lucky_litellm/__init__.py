@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         validate_models_config,
         validate_user_config,
     )
+    from .alerts import CostAlert
     from .plan import Plan
     from .registry import Models, create_models, default_models, set_default_models
     from .stream import LuckyStream
@@ -72,6 +73,7 @@ _LAZY = {
     "validate_models_config": "config",
     "validate_user_config": "config",
     "Plan": "plan",
+    "CostAlert": "alerts",
     "Models": "registry",
     "create_models": "registry",
     "default_models": "registry",
@@ -87,6 +89,7 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "ConsensusError",
+    "CostAlert",
     "ExperimentConfig",
     "IncompleteStreamError",
     "LuckyError",

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import IncompleteStreamError, redact
+from .errors import IncompleteStreamError, redact, scrub_exception
 from .retry import RetryPolicy
 from .routing import Attempt, Routing
 
@@ -92,6 +92,7 @@ class RequestRun:
             span.call_done(attempt)
             raise
         except Exception as exc:
+            scrub_exception(exc, [str(target.kwargs.get("api_key") or "")])
             attempt.outcome = "failed"
             attempt.latency_ms = (time.perf_counter() - started) * 1000
             attempt.exception = exc

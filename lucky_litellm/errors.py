@@ -52,6 +52,7 @@ __all__ = [
     "UnknownTierError",
     "UnknownUserError",
     "redact",
+    "scrub_exception",
 ]
 
 _SECRET_PATTERNS = [
@@ -66,6 +67,37 @@ def redact(text: str) -> str:
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.lastindex else "") + "***", text)
     return text
+
+
+def scrub_exception(exc: BaseException, secrets: Sequence[str] = ()) -> BaseException:
+    """Redact a third-party exception in place (its message and args), so neither `str(exc)` nor
+    a logged traceback shows a key an upstream echoed back. Known secret values are removed
+    verbatim; anything else shaped like a key is removed by pattern."""
+
+    def clean(value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        for secret in secrets:
+            if secret:
+                value = value.replace(secret, "***")
+        return redact(value)
+
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:  # the exception and everything chained to it (litellm wraps the openai error)
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        message = getattr(current, "message", None)
+        if isinstance(message, str):
+            try:
+                current.message = clean(message)  # type: ignore[attr-defined]
+            except AttributeError:
+                pass
+        current.args = tuple(clean(arg) for arg in current.args)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return exc
 
 
 class LuckyError(Exception):

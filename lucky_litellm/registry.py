@@ -290,7 +290,7 @@ class Models:
             request_id=request_id,
             rollout_path=rollout_path,
         )
-        trace = self.telemetry.start_request(routing)
+        trace = self.telemetry.start_request(routing, messages)
         deadline = time.monotonic() + plan.timeout_s
         run = RequestRun(
             plan=plan,
@@ -327,7 +327,8 @@ class Models:
                 if acquired and slot_key is not None:
                     self.limiter.release(slot_key)
                 trace.finish(routing, error)
-                self._stats.record(routing, owner, cost_limit)
+                if user_config is None or user_config.performance_tracking:
+                    self._stats.record(routing, owner, cost_limit)
 
         try:
             if slot_key is not None and max_concurrent is not None:

@@ -120,7 +120,9 @@ class RetryPolicy:
         self.initial_backoff_s = initial_backoff_s
         self.max_backoff_s = max_backoff_s
         self.sleep = sleep
-        self._backoff = wait_exponential_jitter(initial=initial_backoff_s, max=max_backoff_s, jitter=initial_backoff_s)
+        self._backoff = wait_exponential_jitter(
+            multiplier=initial_backoff_s, max=max_backoff_s, jitter=initial_backoff_s
+        )
 
     def __repr__(self) -> str:
         return (

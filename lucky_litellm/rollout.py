@@ -16,6 +16,7 @@ and a process configured with the same `LUCKY_STATE_URL` see the same flags.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -117,18 +118,18 @@ class Rollout:
         )
         attempt = Attempt(model=target.spec, tries=1)
         routing.attempts.append(attempt)
-        trace = self.models.telemetry.start_request(routing)
+        trace = self.models.telemetry.start_request(routing, messages)
         span = trace.start_attempt(target, attempt)
         started = time.perf_counter()
         call_kwargs = {**target.call_kwargs(), **kwargs}
         try:
             response = await litellm.acompletion(model=target.litellm_model, messages=list(messages), **call_kwargs)
         except BaseException as exc:
-            attempt.outcome = "failed"
+            attempt.outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed"
             attempt.error_type = type(exc).__qualname__
             attempt.latency_ms = routing.latency_ms = (time.perf_counter() - started) * 1000
-            span.call_done(attempt, error=exc)
-            trace.finish(routing, exc)
+            span.call_done(attempt, error=None if attempt.outcome == "cancelled" else exc)
+            trace.finish(routing, None if attempt.outcome == "cancelled" else exc)
             raise
         from .calls import record_response
 

@@ -462,11 +462,6 @@ def test_capture_content_puts_the_prompt_on_every_attempt_span() -> None:
     assert "gen_ai.input.messages" not in traced.span("lucky.complete").attributes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="errors/strategies: the provider's exception is chained (`raise ... from exc`) and kept in "
-    "`.exceptions` unredacted, so a traceback of the error shows a key the upstream echoed",
-)
 async def test_traceback_of_the_error_does_not_show_an_echoed_key(
     upstream: FakeUpstream, traced: Traced
 ) -> None:
