@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,6 +54,11 @@ litellm.Timeout, decides when a request has run out of time."""
 class _Snapshot:
     providers: ProviderTable
     tiers: TierTable
+    plans: dict[str, Plan] = field(default_factory=dict, compare=False)
+    """Resolved `model` and `tier:` specs: a snapshot never changes, so neither do they."""
+
+
+_MAX_CACHED_PLANS = 4096
 
 
 class Models:
@@ -136,15 +141,30 @@ class Models:
     # -- resolution ----------------------------------------------------------------------------
 
     def resolve(self, spec: str | ModelSpec, *, user_id: str | None = None) -> Plan:
-        """What `complete(spec)` would run, without calling anything."""
-        return self._resolve(parse_spec(spec), self._snapshot, user_id)
+        """What `complete(spec)` would run, without calling anything.
+
+        `user_id` is the caller; it does not change the plan (a `user:` spec names its own user),
+        only which user's limits apply when the plan runs.
+        """
+        snapshot = self._snapshot
+        raw = spec.raw if isinstance(spec, ModelSpec) else spec
+        plan = snapshot.plans.get(raw) if isinstance(raw, str) else None
+        if plan is not None:
+            return plan
+        parsed = parse_spec(spec)
+        plan = self._resolve(parsed, snapshot)
+        if parsed.kind != "user":  # user plans follow load_user_config, so they are not cached
+            if len(snapshot.plans) >= _MAX_CACHED_PLANS:
+                snapshot.plans.clear()
+            snapshot.plans[raw] = plan
+        return plan
 
     def legacy_target(self, spec: str | ModelSpec, *, user_id: str | None = None) -> Target:
         """The one concrete model a spec stands for on the legacy path: a tier's model, an
         experiment's first model, or the concrete model itself."""
         return self.resolve(spec, user_id=user_id).targets[0]
 
-    def _resolve(self, spec: ModelSpec, snapshot: _Snapshot, user_id: str | None) -> Plan:
+    def _resolve(self, spec: ModelSpec, snapshot: _Snapshot) -> Plan:
         defaults = self._config.defaults
         skipped: list[tuple[str, str]] = []
         if spec.kind == "user":
@@ -184,7 +204,6 @@ class Models:
                 hedge_after_s=None if tier.hedge_after_ms is None else tier.hedge_after_ms / 1000.0,
                 min_agreement=tier.min_agreement,
                 tier=tier.name,
-                user_id=user_id,
                 skipped=tuple(skipped),
             )
         else:
@@ -195,7 +214,6 @@ class Models:
                 targets=targets,
                 timeout_s=defaults.timeout / 1000.0,
                 retries=defaults.retries,
-                user_id=user_id,
                 skipped=tuple(skipped),
             )
         if not plan.targets:

@@ -137,8 +137,25 @@ class RetryPolicy:
 
     async def run(self, fn: Callable[[], Awaitable[T]], deadline: float) -> T:
         """Call `fn` until it succeeds, fails for good, runs out of tries, or the next wait
-        would cross `deadline` (a `time.monotonic()` value)."""
-        if self.retries == 0:
+        would cross `deadline` (a `time.monotonic()` value).
+
+        The first try is a plain await: tenacity's bookkeeping costs tens of microseconds per
+        call, and is only worth paying once a transient failure has actually happened.
+        """
+        try:
+            return await fn()
+        except Exception as exc:
+            if self.retries == 0 or not is_transient(exc):
+                raise
+            first_failure = exc
+
+        tries = 0
+
+        async def call() -> T:  # a real coroutine function, whatever callable `fn` is
+            nonlocal tries
+            tries += 1
+            if tries == 1:  # replays the failure already seen, so backoff and Retry-After apply to it
+                raise first_failure
             return await fn()
 
         retrying = AsyncRetrying(
@@ -148,7 +165,4 @@ class RetryPolicy:
             sleep=self.sleep,
             reraise=True,
         )
-        async def call() -> T:  # a real coroutine function, whatever callable `fn` is
-            return await fn()
-
         return await retrying(call)

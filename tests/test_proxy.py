@@ -241,13 +241,13 @@ def test_deployment_calling_the_same_model_at_the_same_server_is_used(
 def test_race_experiment_returns_the_fastest_and_cancels_the_loser(
     proxy: Proxy, upstream: FakeUpstream
 ) -> None:
-    upstream.script("slow-x", Behavior(latency_ms=5000))
+    upstream.script("slow-x", Behavior(latency_ms=20000))
     response, headers = create(proxy, "user:alice:quick", user="alice")
     assert response.choices[0].message.content == "answer from quick-y"
     assert headers["x-lucky-strategy"] == "race"
     assert headers["x-lucky-winner"] == "local/quick-y"
     assert headers["x-lucky-models"] == "local/slow-x,local/quick-y"
-    upstream.wait_idle(timeout=5)  # the slow call was cut, not left to run for 5 s
+    upstream.wait_idle(timeout=10)  # the slow call was cut, not left to run for 20 s
     assert upstream.cancelled_count("slow-x") == 1
 
 
