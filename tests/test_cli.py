@@ -93,3 +93,16 @@ def test_demo_runs_offline_and_shows_every_strategy():
     assert result.returncode == 0, result.stderr[-2000:]
     for word in ("first", "race", "fallback", "consensus", "UnknownTierError"):
         assert word in result.stdout
+
+
+def test_complete_answers_through_litellm_and_prints_the_routing(runner, fake_upstream, tmp_path):
+    from lucky_litellm.testing import Behavior
+
+    fake_upstream.script("gpt-4.1-mini", Behavior(content="Paris"))
+    config = tmp_path / "models.yaml"
+    config.write_text(f"providers:\n  openai:\n    apiBase: {fake_upstream.base_url}\n")
+    result = runner.invoke(main, ["--config", str(config), "complete", "tier:medium", "capital of France?", "--json"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Paris")
+    assert '"winner": "openai/gpt-4.1-mini"' in result.output
+    assert fake_upstream.call_count("gpt-4.1-mini") == 1

@@ -228,3 +228,15 @@ def test_the_redis_url_password_never_reaches_logs_or_repr(prefix, caplog):
     assert store.flags() == FlagState()
     assert "s3cret-pass" not in repr(store)
     assert all("s3cret-pass" not in r.getMessage() for r in caplog.records)
+
+
+@needs_redis
+def test_the_rollout_cli_changes_the_shared_store(redis_server):
+    env = {**os.environ, "LUCKY_STATE_URL": redis_server.url, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    command = [sys.executable, "-m", "lucky_litellm.cli", "rollout"]
+    for args in (["percent", "30"], ["add-user", "researcher-9"], ["disable"]):
+        subprocess.run([*command, *args], env=env, check=True, capture_output=True, timeout=60)
+    flags = RedisFlagStore(redis_server.url).flags()
+    assert (flags.percent, flags.test_users, flags.enabled) == (30, frozenset({"researcher-9"}), False)
+    status = subprocess.run([*command, "status"], env=env, check=True, capture_output=True, text=True, timeout=60)
+    assert "researcher-9" in status.stdout and "RedisFlagStore" in status.stdout
