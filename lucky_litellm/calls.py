@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 __all__ = ["PeekedStream", "RequestRun", "cost_from_tokens", "record_response", "response_cost", "usage_of"]
 
 _ERROR_TEXT_LIMIT = 300
+_LITELLM_TIMEOUT_MARGIN_S = 1.0
+"""litellm's own timeout sits a little past the plan's deadline, so that the deadline, not a
+litellm.Timeout, decides when a request has run out of time."""
 
 
 @dataclass
@@ -112,11 +115,13 @@ class RequestRun:
         attempt.tries += 1
         kwargs = target.call_kwargs()
         kwargs.update(self.kwargs)
-        remaining = self.remaining()
-        if remaining <= 0:
+        if self.remaining() <= 0:
             raise asyncio.TimeoutError("deadline reached before the call started")
-        user_timeout = kwargs.get("timeout")
-        kwargs["timeout"] = min(remaining, user_timeout) if isinstance(user_timeout, int | float) else remaining
+        # A per-call "time left" would be a different value on every call, and litellm keys its
+        # cached HTTP clients on the timeout: each call would build a client and a new TCP
+        # connection (measured: +4 ms per call). The plan's deadline is enforced around the
+        # strategy anyway, so litellm gets the same timeout for every call of a plan.
+        kwargs.setdefault("timeout", self.plan.timeout_s + _LITELLM_TIMEOUT_MARGIN_S)
         response = await litellm.acompletion(model=target.litellm_model, messages=list(self.messages), **kwargs)
         if not self.stream:
             return response

@@ -45,9 +45,6 @@ __all__ = ["Models", "create_models", "default_models", "set_default_models"]
 T = TypeVar("T")
 
 _MAX_SPEC_DEPTH = 4
-_LITELLM_TIMEOUT_MARGIN_S = 1.0
-"""litellm's own timeout is set a little past our deadline so that the deadline, not a
-litellm.Timeout, decides when a request has run out of time."""
 
 
 @dataclass(frozen=True)
@@ -314,7 +311,7 @@ class Models:
             plan=plan,
             messages=messages,
             kwargs=call_kwargs,
-            deadline=deadline + _LITELLM_TIMEOUT_MARGIN_S,
+            deadline=deadline,
             routing=routing,
             trace=trace,
             retry=RetryPolicy(plan.retries),
