@@ -170,6 +170,7 @@ async def test_race_with_every_model_failing_raises_all_models_failed(models, fa
 
 async def test_hedge_does_not_fire_when_the_first_model_is_fast(models, fake_upstream):
     fake_upstream.script("gpt-4.1-mini", Behavior(content="fast", latency_ms=5))
+    await models.complete(A, MESSAGES)  # the first call of a process pays litellm's client set-up
     models.load_user_config("u", experiment("race", A, B, hedgeAfter=500))
     response = await models.complete("user:u:x", MESSAGES)
     assert routing_of(response).winner == A
