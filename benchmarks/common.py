@@ -70,10 +70,13 @@ def median(values: list[float]) -> float:
 
 
 @contextlib.contextmanager
-def upstream_process(*extra: str) -> Iterator[str]:
+def upstream_process(*extra: str, module: str = "lucky_litellm.testing") -> Iterator[str]:
     """The fake upstream as a separate process, so serving does not steal the client's CPU/GIL."""
+    command = [sys.executable, "-m", module, *extra]
+    if module == "lucky_litellm.testing":
+        command += ["--port", "0"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "lucky_litellm.testing", "--port", "0", *extra],
+        command,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

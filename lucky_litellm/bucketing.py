@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Literal
 
 from .errors import LuckyError
@@ -37,6 +39,8 @@ def bucket_of(user_id: str, salt: str) -> int:
 
 
 def in_rollout(user_id: str | None, percent: float, salt: str) -> bool:
+    """Whether the user's bucket falls under `percent` (0–100). Anonymous users (no id) have no
+    stable bucket, so they are in only at 100 %."""
     if not user_id:
         return percent >= 100
     return bucket_of(user_id, salt) < percent * (BUCKETS // 100)
@@ -83,10 +87,17 @@ class RolloutPolicy:
 
     @staticmethod
     def check_percent(value: object) -> float:
-        """The percentage as a float in [0, 100]; anything else is a `RolloutError` naming it."""
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        """The percentage as a float in [0, 100]; anything else is a `RolloutError` naming it.
+
+        Any real number is accepted (int, float, Decimal, numpy scalars); booleans are refused
+        because `True` would silently mean 1 %.
+        """
+        if isinstance(value, bool) or not isinstance(value, numbers.Real | Decimal):
             raise RolloutError(f"rollout percent must be a number from 0 to 100, got {value!r}")
-        percent = float(value)
+        try:
+            percent = float(value)
+        except (ValueError, OverflowError):  # a signalling NaN, a Fraction too big for a float
+            percent = math.nan
         if math.isnan(percent) or not 0 <= percent <= 100:
             raise RolloutError(f"rollout percent must be from 0 to 100, got {value!r}")
         return percent

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from decimal import Decimal
 
 import pytest
 
@@ -60,10 +61,17 @@ def test_anonymous_calls_take_the_registry_path_only_at_100_percent(percent, pat
     assert RolloutPolicy(percent=percent).decide(None).path == path
 
 
-@pytest.mark.parametrize("bad", [-0.1, 100.01, float("nan"), float("inf"), True, "25", None])
+@pytest.mark.parametrize(
+    "bad", [-0.1, 100.01, float("nan"), float("inf"), True, "25", None, Decimal("sNaN"), Decimal("-1")]
+)
 def test_invalid_percentages_are_refused_with_the_value(bad):
     with pytest.raises(RolloutError, match="rollout percent"):
         RolloutPolicy.check_percent(bad)
+
+
+@pytest.mark.parametrize("value", [0, 12.5, Decimal("12.5"), 100])
+def test_any_real_number_from_0_to_100_is_a_percentage(value):
+    assert RolloutPolicy.check_percent(value) == float(value)
 
 
 def test_decimal_percentages_are_allowed_and_the_policy_reads_well():
