@@ -22,17 +22,15 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from benchmarks.common import upstream_process
 from lucky_litellm.proxy_launcher import ProxyProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,31 +54,6 @@ users:
     experiments:
       race: {{strategy: race, providers: [local/race-a, local/race-b]}}
 """
-
-
-@contextmanager
-def _upstream() -> Iterator[str]:
-    """The fake upstream in its own process (so it never competes with the load generator)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lucky_litellm.testing", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        if not line.startswith("READY "):
-            raise RuntimeError(f"fake upstream did not start: {line!r}")
-        yield line.removeprefix("READY ")
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 async def _load(client: httpx.AsyncClient, model: str, requests: int, concurrency: int) -> tuple[float, int]:
@@ -135,8 +108,8 @@ async def _measure(base_url: str, requests: int, concurrency: int, rounds: int) 
 
 def run(quick: bool = False) -> dict[str, Any]:
     """Start upstream and proxy, measure every scenario, stop both; returns the numbers."""
-    requests, concurrency, rounds = (60, 20, 2) if quick else (300, 20, 5)
-    with _upstream() as base, tempfile.TemporaryDirectory(prefix="bench-proxy-") as workdir:
+    requests, concurrency, rounds = (60, 20, 2) if quick else (200, 20, 3)
+    with upstream_process() as base, tempfile.TemporaryDirectory(prefix="bench-proxy-") as workdir:
         models_yaml = Path(workdir) / "models.yaml"
         models_yaml.write_text(MODELS_YAML.format(base=base))
         env = {

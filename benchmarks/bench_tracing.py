@@ -112,8 +112,8 @@ def _time_telemetry(telemetry: Telemetry, calls: int) -> float:
 
 
 async def _run(quick: bool) -> dict[str, Any]:
-    calls = 200 if quick else 2_000
-    rounds = 3 if quick else 7
+    calls = 200 if quick else 500
+    rounds = 3 if quick else 5
     telemetry = {config: _telemetry(config) for config in CONFIGS}
     models = {config: _models(t) for config, (t, _) in telemetry.items()}
     scenarios = {"first": "openai/gpt-4.1-mini", "race": "user:bench:race"}

@@ -1,20 +1,25 @@
-"""Shared helpers: load loops, interleaved rounds, percentiles, a fake upstream in its own process.
+"""Shared helpers: load loops, interleaved rounds, robust ratios, fake upstreams in their own process.
 
-The machine is small (2 cores) and shared, so nothing here trusts an absolute time: every
-comparison runs its variants in alternating order (ABBA...) inside one process and reports the
-median of the rounds, and ratios are what the targets are judged on.
+The machine is small (2 cores) and shared, so nothing here trusts an absolute time. Every
+comparison runs its variants inside one process in alternating order (ABC CBA ABC ...), and a
+ratio is taken within each round, between measurements made seconds apart, before the median
+over rounds is reported: a neighbour's burst of load then slows one round of every variant
+rather than one variant. Process CPU time is recorded next to wall time as a cross-check that
+does not count time stolen by other processes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -25,8 +30,18 @@ KEY = "sk-bench-not-a-real-key"
 Call = Callable[[], Awaitable[Any]]
 
 
-async def throughput(call: Call, requests: int, concurrency: int) -> float:
-    """Requests per second of `call` with `concurrency` callers in flight."""
+@dataclass(frozen=True)
+class Load:
+    """One measured batch of calls: wall-clock throughput and process CPU time per call."""
+
+    requests_per_s: float
+    cpu_us_per_request: float
+
+
+async def throughput(call: Call, requests: int, concurrency: int) -> Load:
+    """Run `requests` calls with `concurrency` callers in flight; background work the calls left
+    behind (litellm's logging tasks) is waited for inside the timed window, so it is billed to
+    the variant that caused it rather than to whichever runs next."""
     remaining = requests
 
     async def worker() -> None:
@@ -35,9 +50,19 @@ async def throughput(call: Call, requests: int, concurrency: int) -> float:
             remaining -= 1
             await call()
 
-    started = time.perf_counter()
+    before = len(asyncio.all_tasks())
+    cpu, started = time.process_time(), time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return requests / (time.perf_counter() - started)
+    await drain(before)
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return Load(requests / wall, cpu / requests * 1e6)
+
+
+async def drain(tasks_before: int, limit_s: float = 2.0) -> None:
+    """Wait (bounded) until the tasks spawned by the calls, e.g. litellm's success callbacks, ran."""
+    deadline = time.perf_counter() + limit_s
+    while len(asyncio.all_tasks()) > tasks_before and time.perf_counter() < deadline:
+        await asyncio.sleep(0.001)
 
 
 async def latencies(call: Call, requests: int) -> list[float]:
@@ -50,7 +75,9 @@ async def latencies(call: Call, requests: int) -> list[float]:
     return out
 
 
-async def interleaved(variants: dict[str, Call], measure: Callable[[Call], Awaitable[Any]], rounds: int) -> dict[str, list[Any]]:
+async def interleaved(
+    variants: Mapping[str, Call], measure: Callable[[Call], Awaitable[Any]], rounds: int
+) -> dict[str, list[Any]]:
     """Run `measure` on every variant for `rounds` rounds, reversing the order every other round."""
     names = list(variants)
     results: dict[str, list[Any]] = {name: [] for name in names}
@@ -60,7 +87,13 @@ async def interleaved(variants: dict[str, Call], measure: Callable[[Call], Await
     return results
 
 
+def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
+    """Median over rounds of the ratio within each round (see the module docstring)."""
+    return statistics.median(a / b for a, b in zip(numerators, denominators, strict=True))
+
+
 def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile; `fraction` 0.99 is p99."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))]
 
@@ -69,34 +102,95 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def _read_ready(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    if not line.startswith("READY "):
+        raise RuntimeError(f"fake upstream did not start: {line!r}")
+    return line.split(" ", 1)[1]
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 @contextlib.contextmanager
-def upstream_process(*extra: str, module: str = "lucky_litellm.testing") -> Iterator[str]:
-    """The fake upstream as a separate process, so serving does not steal the client's CPU/GIL."""
-    command = [sys.executable, "-m", module, *extra]
-    if module == "lucky_litellm.testing":
-        command += ["--port", "0"]
+def upstream_process(*extra: str) -> Iterator[str]:
+    """`python -m lucky_litellm.testing` (plain answers) as a separate process; yields its base URL.
+
+    Separate, so that serving does not steal the client's CPU and GIL on this 2-core machine."""
     process = subprocess.Popen(
-        command,
+        [sys.executable, "-m", "lucky_litellm.testing", "--port", "0", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        start_new_session=True,
     )
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        if not line.startswith("READY "):
-            raise RuntimeError(f"fake upstream did not start: {line!r}")
-        yield line.split(" ", 1)[1]
+        yield _read_ready(process)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        _stop(process)
+
+
+class ScriptedUpstream:
+    """`benchmarks.upstream` in its own process: per-model latency patterns and failures, and the
+    upstream's own call counts (what really reached the "provider", cancelled hedges included)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self._process = process
+        self.base_url = _read_ready(process)
+
+    def counts(self) -> dict[str, int]:
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write("counts\n")
+        self._process.stdin.flush()
+        counts: dict[str, int] = json.loads(self._process.stdout.readline())
+        return counts
+
+
+@contextlib.contextmanager
+def scripted_upstream(models: Mapping[str, Mapping[str, Any]]) -> Iterator[ScriptedUpstream]:
+    """Start `benchmarks.upstream` with a per-model script (see that module); stop it on exit."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.upstream", json.dumps(models)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        yield ScriptedUpstream(process)
+    finally:
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        _stop(process)
 
 
 def quiet_litellm() -> None:
+    """No debug banners or per-call prints from litellm in the benchmark output."""
     import litellm
 
     litellm.suppress_debug_info = True
     litellm.set_verbose = False
+
+
+def run_json_subprocess(module: str, *args: str, timeout: float = 600) -> dict[str, Any]:
+    """Run `python -m module args...` in a fresh interpreter; its last stdout line is JSON."""
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        timeout=timeout,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result

@@ -1,6 +1,6 @@
 """Migrating a call site with rollout flags: the same code takes the legacy or the registry path.
 
-    python examples/migration.py
+python examples/migration.py
 """
 
 import asyncio
@@ -8,9 +8,9 @@ import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import lucky_litellm as ll  # noqa: E402
-from lucky_litellm import rollout  # noqa: E402
-from lucky_litellm.testing import FakeUpstream  # noqa: E402
+import lucky_litellm as ll
+from lucky_litellm import rollout
+from lucky_litellm.testing import FakeUpstream
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 
@@ -26,7 +26,9 @@ async def main(base_url: str) -> None:
         "providers": {"openai": {"apiBase": base_url}, "groq": {"apiBase": base_url}},
         "rollout": {"percent": 0},
     }
-    ll.set_default_models(ll.Models(config, environ={"OPENAI_API_KEY": "sk-demo", "GROQ_API_KEY": "gsk-demo"}))
+    ll.set_default_models(
+        ll.Models(config, environ={"OPENAI_API_KEY": "sk-demo", "GROQ_API_KEY": "gsk-demo"})
+    )
 
     print("percent 0, one test user:")
     rollout.add_test_user("researcher-1")

@@ -1,6 +1,6 @@
 """Tiers, a user experiment and routing info, offline against the fake upstream.
 
-    python examples/quickstart.py
+python examples/quickstart.py
 """
 
 import asyncio
@@ -8,15 +8,17 @@ import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import lucky_litellm as ll  # noqa: E402
-from lucky_litellm.testing import Behavior, FakeUpstream  # noqa: E402
+import lucky_litellm as ll
+from lucky_litellm.testing import Behavior, FakeUpstream
 
 MESSAGES = [{"role": "user", "content": "Name a primary colour."}]
 
 
 async def main(base_url: str) -> None:
     # Point the openai provider at the local fake upstream; in real use, set OPENAI_API_KEY instead.
-    models = ll.Models({"providers": {"openai": {"apiBase": base_url}}}, environ={"OPENAI_API_KEY": "sk-demo"})
+    models = ll.Models(
+        {"providers": {"openai": {"apiBase": base_url}}}, environ={"OPENAI_API_KEY": "sk-demo"}
+    )
 
     response = await models.complete("tier:medium", MESSAGES)
     info = ll.routing_of(response)

@@ -1,6 +1,6 @@
 """A streaming race: the first model to produce content wins; the other is cancelled.
 
-    python examples/streaming.py
+python examples/streaming.py
 """
 
 import asyncio
@@ -8,8 +8,8 @@ import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import lucky_litellm as ll  # noqa: E402
-from lucky_litellm.testing import Behavior, FakeUpstream  # noqa: E402
+import lucky_litellm as ll
+from lucky_litellm.testing import Behavior, FakeUpstream
 
 EXPERIMENTS = {
     "experiments": {
@@ -19,7 +19,9 @@ EXPERIMENTS = {
 
 
 async def main(base_url: str) -> None:
-    models = ll.Models({"providers": {"openai": {"apiBase": base_url}}}, environ={"OPENAI_API_KEY": "sk-demo"})
+    models = ll.Models(
+        {"providers": {"openai": {"apiBase": base_url}}}, environ={"OPENAI_API_KEY": "sk-demo"}
+    )
     models.load_user_config("writer", EXPERIMENTS)
     stream = await models.complete("user:writer:fast", [{"role": "user", "content": "a haiku"}], stream=True)
     async for chunk in stream:

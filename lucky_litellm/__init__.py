@@ -36,6 +36,7 @@ from .routing import Attempt, Routing, routing_of
 from .spec import ModelSpec, parse_spec
 
 if TYPE_CHECKING:
+    from .alerts import CostAlert
     from .config import (
         ExperimentConfig,
         ModelResult,
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
         validate_models_config,
         validate_user_config,
     )
-    from .alerts import CostAlert
     from .plan import Plan
     from .registry import Models, create_models, default_models, set_default_models
     from .stream import LuckyStream

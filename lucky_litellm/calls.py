@@ -8,6 +8,7 @@ which attempts to start and which result wins.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections.abc import Mapping, Sequence
@@ -45,10 +46,8 @@ class PeekedStream:
     async def aclose(self) -> None:
         close = getattr(self.stream, "aclose", None)
         if close is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a broken stream must not mask the outcome
                 await close()
-            except Exception:  # closing a broken stream must not mask the real outcome
-                pass
 
 
 @dataclass
@@ -122,7 +121,9 @@ class RequestRun:
         # connection (measured: +4 ms per call). The plan's deadline is enforced around the
         # strategy anyway, so litellm gets the same timeout for every call of a plan.
         kwargs.setdefault("timeout", self.plan.timeout_s + _LITELLM_TIMEOUT_MARGIN_S)
-        response = await litellm.acompletion(model=target.litellm_model, messages=list(self.messages), **kwargs)
+        response = await litellm.acompletion(
+            model=target.litellm_model, messages=list(self.messages), **kwargs
+        )
         if not self.stream:
             return response
         peeked = PeekedStream(response, [])

@@ -19,6 +19,7 @@ import click
 
 from .errors import LuckyError
 
+
 @contextmanager
 def _user_errors() -> Iterator[None]:
     try:
@@ -67,7 +68,9 @@ def _cell(value: Any) -> str:
     type=click.Path(dir_okay=False),
     help="models.yaml with providers, tiers, users and rollout (env LUCKY_MODELS_CONFIG).",
 )
-@click.option("--otlp", envvar="LUCKY_OTLP_ENDPOINT", help="Send traces and metrics to this OTLP/HTTP endpoint.")
+@click.option(
+    "--otlp", envvar="LUCKY_OTLP_ENDPOINT", help="Send traces and metrics to this OTLP/HTTP endpoint."
+)
 @click.version_option(package_name="lucky-litellm")
 @click.pass_context
 def main(ctx: click.Context, config: str | None, otlp: str | None) -> None:
@@ -123,7 +126,9 @@ def validate(ctx: click.Context, files: tuple[str, ...], check_tiers: bool) -> N
 @click.option("--user-id", help="Caller's user id (for tier: specs; defaults to the spec's user).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.pass_context
-def resolve(ctx: click.Context, spec: str, user_config: str | None, user_id: str | None, as_json: bool) -> None:
+def resolve(
+    ctx: click.Context, spec: str, user_config: str | None, user_id: str | None, as_json: bool
+) -> None:
     """Show what SPEC would run: strategy, models, deadline, cost bound."""
     from .spec import parse_spec
 

@@ -21,7 +21,7 @@ import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -204,7 +204,35 @@ class StrictModel(BaseModel):
     )
 
 
-class ExperimentConfig(StrictModel):
+class _StrategyOptions(StrictModel):
+    """Checks and unit conversions shared by experiments and tier overrides. The fields stay in
+    the subclasses: `strategy` must be declared before `hedge_after`/`min_agreement` for the
+    checks to see it."""
+
+    if TYPE_CHECKING:  # declared by the subclasses, in the order the checks need
+        timeout: float | None
+        hedge_after: float | None
+
+    @field_validator("hedge_after", check_fields=False)
+    @classmethod
+    def _hedge_only_for_race(cls, value: float | None, info: ValidationInfo) -> float | None:
+        return _only_for("race", "hedgeAfter", value, info)
+
+    @field_validator("min_agreement", check_fields=False)
+    @classmethod
+    def _agreement_only_for_consensus(cls, value: float | None, info: ValidationInfo) -> float | None:
+        return _only_for("consensus", "minAgreement", value, info)
+
+    @property
+    def timeout_s(self) -> float | None:
+        return _seconds(self.timeout)
+
+    @property
+    def hedge_after_s(self) -> float | None:
+        return _seconds(self.hedge_after)
+
+
+class ExperimentConfig(_StrategyOptions):
     """One named experiment of a user config: which models run, and how."""
 
     strategy: Strategy = "first"
@@ -224,24 +252,6 @@ class ExperimentConfig(StrictModel):
     description: str | None = None
     params: Params = Field(default_factory=dict)
     """Extra litellm keyword arguments (temperature, max_tokens, ...)."""
-
-    @field_validator("hedge_after")
-    @classmethod
-    def _hedge_only_for_race(cls, value: float | None, info: ValidationInfo) -> float | None:
-        return _only_for("race", "hedgeAfter", value, info)
-
-    @field_validator("min_agreement")
-    @classmethod
-    def _agreement_only_for_consensus(cls, value: float | None, info: ValidationInfo) -> float | None:
-        return _only_for("consensus", "minAgreement", value, info)
-
-    @property
-    def timeout_s(self) -> float | None:
-        return _seconds(self.timeout)
-
-    @property
-    def hedge_after_s(self) -> float | None:
-        return _seconds(self.hedge_after)
 
 
 class UserDefaults(StrictModel):
@@ -307,7 +317,7 @@ class ProviderConfig(StrictModel):
     """Extra litellm keyword arguments for every call to this provider (api_version, ...)."""
 
 
-class TierConfig(StrictModel):
+class TierConfig(_StrategyOptions):
     """An override of one built tier; unset fields keep the built tier's values."""
 
     model: ConcreteSpec | None = None
@@ -318,24 +328,6 @@ class TierConfig(StrictModel):
     retries: Retries | None = None
     hedge_after: Delay | None = None
     min_agreement: Agreement | None = None
-
-    @field_validator("hedge_after")
-    @classmethod
-    def _hedge_only_for_race(cls, value: float | None, info: ValidationInfo) -> float | None:
-        return _only_for("race", "hedgeAfter", value, info)
-
-    @field_validator("min_agreement")
-    @classmethod
-    def _agreement_only_for_consensus(cls, value: float | None, info: ValidationInfo) -> float | None:
-        return _only_for("consensus", "minAgreement", value, info)
-
-    @property
-    def timeout_s(self) -> float | None:
-        return _seconds(self.timeout)
-
-    @property
-    def hedge_after_s(self) -> float | None:
-        return _seconds(self.hedge_after)
 
 
 class RolloutConfig(StrictModel):

@@ -26,6 +26,7 @@ stored in an error.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 from collections.abc import Sequence
@@ -91,10 +92,8 @@ def scrub_exception(exc: BaseException, secrets: Sequence[str] = ()) -> BaseExce
         seen.add(id(current))
         message = getattr(current, "message", None)
         if isinstance(message, str):
-            try:
+            with contextlib.suppress(AttributeError):  # read-only on some exception types
                 current.message = clean(message)  # type: ignore[attr-defined]
-            except AttributeError:
-                pass
         current.args = tuple(clean(arg) for arg in current.args)
         pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
     return exc

@@ -13,7 +13,8 @@ overwrites a change another process made.
 
 Redis going away must not take requests down with it: `flags()` keeps answering with the last
 snapshot it read, spend is counted in a local ledger (budgets are then enforced per process,
-starting from the last totals this process read) and pushed to Redis when it is back, one
+starting from the last totals this process read) and pushed to Redis when it is back (before
+the operation that found it back, so no reservation is checked without it), one
 warning is logged per outage, and reconnection is attempted at most every `RECONNECT_EVERY_S`
 with short socket timeouts, so a dead Redis costs a request at most about `SOCKET_TIMEOUT_S`.
 A Redis that comes back empty (no persistence) is re-seeded with the last flags this process
@@ -79,6 +80,11 @@ class FlagState:
     test_users: frozenset[str] = field(default_factory=frozenset)
     salt: str = "lucky"
     version: int = 0
+
+    def __post_init__(self) -> None:
+        # A bad state fails where it is built, not later in every rollout decision.
+        object.__setattr__(self, "percent", RolloutPolicy.check_percent(self.percent))
+        object.__setattr__(self, "test_users", frozenset(self.test_users))
 
 
 class FlagStore(ABC):
@@ -292,6 +298,7 @@ class RedisFlagStore(FlagStore):
 
         self._lock = threading.Lock()  # outage state and the snapshot
         self._refreshing = threading.Lock()  # one reader at a time; the others use the snapshot
+        self._pushing = threading.Lock()  # the outage's spend reaches Redis before anything else
         self._snapshot = self._initial
         self._read_at = float("-inf")
         self._writes = 0
@@ -316,15 +323,23 @@ class RedisFlagStore(FlagStore):
         """Run a Redis operation; on connection trouble mark the outage (logged once) and raise
         `FlagStoreUnavailableError`, without trying Redis again for `reconnect_every_s`."""
         if self._down and time.monotonic() < self._retry_at:
-            raise FlagStoreUnavailableError(f"Redis at {_safe_url(self._url)} is unreachable")
+            raise self._unavailable()
         try:
+            if self._down or self._fallback.nanos:
+                self._push_outage_spend()
             result = operation()
         except self._outage_errors as exc:
             self._mark_down(exc)
-            raise FlagStoreUnavailableError(f"Redis at {_safe_url(self._url)} is unreachable") from None
-        if self._down or self._fallback.nanos:
-            self._recovered()  # after the result: the operation itself did land
+            raise self._unavailable() from None
+        if self._down:
+            with self._lock:
+                was_down, self._down = self._down, False
+            if was_down:
+                logger.info("Redis flag store at %s reconnected", _safe_url(self._url))
         return result
+
+    def _unavailable(self) -> FlagStoreUnavailableError:
+        return FlagStoreUnavailableError(f"Redis at {_safe_url(self._url)} is unreachable")
 
     def _mark_down(self, exc: BaseException) -> None:
         with self._lock:
@@ -338,26 +353,27 @@ class RedisFlagStore(FlagStore):
             self._down = True
             self._retry_at = time.monotonic() + self._reconnect_every_s
 
-    def _recovered(self) -> None:
-        """Redis answers again: push the spend counted meanwhile, then leave outage mode.
-        Never raises: the caller's own operation already succeeded."""
-        pending = self._fallback.take_all()
-        if pending:
+    def _push_outage_spend(self) -> None:
+        """Add the spend counted during the outage to Redis, *before* the operation that found
+        Redis back: a first reservation must be checked against it, or a user could spend their
+        budget twice (once locally, once in Redis). Concurrent callers wait here until the push
+        has landed, for the same reason. Raises the outage error when Redis is still away."""
+        with self._pushing:
+            if self._down and time.monotonic() < self._retry_at:
+                raise self._unavailable()  # another caller just found Redis still away
+            pending = self._fallback.take_all()
+            if not pending:
+                return
             try:
-                pipe = self._client.pipeline(transaction=False)
+                pipe = self._client.pipeline(transaction=True)
                 for user_id, nanos in pending.items():
                     pipe.incrby(self._spend_prefix + user_id, nanos)
                 pipe.execute()
-            except self._outage_errors as exc:
-                self._fallback.merge(pending)  # nothing is lost: pushed after the next success
-                self._mark_down(exc)
-                return
+            except self._outage_errors:
+                self._fallback.merge(pending)  # nothing is lost: pushed by the next call
+                raise
             except Exception as exc:  # e.g. a spend key of the wrong type: retrying cannot help
                 logger.warning("could not add the outage's spend to Redis (%s): dropped", type(exc).__name__)
-        with self._lock:
-            was_down, self._down = self._down, False
-        if was_down:
-            logger.info("Redis flag store at %s reconnected", _safe_url(self._url))
 
     # -- flags ---------------------------------------------------------------------------------
 

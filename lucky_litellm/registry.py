@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .alerts import CostAlerts
 from .calls import PeekedStream, RequestRun
 from .config import ModelsConfig, UserConfig, load_models_config, load_user_config, validate_models_config
 from .errors import (
@@ -33,7 +34,6 @@ from .providers import ProviderDisabledError, ProviderTable, Target
 from .retry import RetryPolicy
 from .routing import Routing, attach_routing
 from .spec import ModelSpec, parse_spec
-from .alerts import CostAlerts
 from .stats import Stats
 from .strategies import run_strategy
 from .stream import LuckyStream
@@ -108,7 +108,9 @@ class Models:
     def tiers(self) -> TierTable:
         return self._snapshot.tiers
 
-    def load_user_config(self, user_id: str, source: str | os.PathLike[str] | Mapping[str, Any] | UserConfig) -> UserConfig:
+    def load_user_config(
+        self, user_id: str, source: str | os.PathLike[str] | Mapping[str, Any] | UserConfig
+    ) -> UserConfig:
         """Load (or replace) a user's experiments from a path, YAML text, dict or `UserConfig`.
 
         Validation happens before anything is stored: a bad file leaves the old config in place.
@@ -256,9 +258,13 @@ class Models:
     ) -> Any:
         """Run `spec` and return litellm's `ModelResponse` (or a `LuckyStream` for `stream=True`)."""
         plan = self.resolve(spec, user_id=user_id)
-        return await self.run_plan(plan, messages, user_id=user_id, request_id=request_id, stream=stream, **kwargs)
+        return await self.run_plan(
+            plan, messages, user_id=user_id, request_id=request_id, stream=stream, **kwargs
+        )
 
-    def complete_sync(self, spec: str | ModelSpec, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> Any:
+    def complete_sync(
+        self, spec: str | ModelSpec, messages: Sequence[Mapping[str, Any]], **kwargs: Any
+    ) -> Any:
         """`complete` for synchronous code (not for streams; use `complete` from async code)."""
         if kwargs.get("stream"):
             raise ValueError("complete_sync does not stream; use `await complete(..., stream=True)`")
@@ -281,7 +287,9 @@ class Models:
         **kwargs: Any,
     ) -> Any:
         if stream and plan.strategy == "consensus":
-            raise ValueError(f"{plan.spec!r} uses consensus, which needs whole answers: call it without stream=True")
+            raise ValueError(
+                f"{plan.spec!r} uses consensus, which needs whole answers: call it without stream=True"
+            )
         owner = user_id or plan.user_id
         user_config = self._users.get(owner) if owner else None
         max_concurrent = (user_config.defaults.max_concurrent if user_config else None) or (
@@ -351,7 +359,9 @@ class Models:
                 acquired = True
             budgeted = owner is not None and cost_limit is not None
             estimates = (
-                self._estimates(plan, messages, call_kwargs) if (budgeted or plan.max_cost is not None) else {}
+                self._estimates(plan, messages, call_kwargs)
+                if (budgeted or plan.max_cost is not None)
+                else {}
             )
             targets = self._within_cost(run, plan, estimates)
             if owner and cost_limit is not None:
@@ -379,7 +389,9 @@ class Models:
         settle(None)
         return attach_routing(result, routing)
 
-    def _within_cost(self, run: RequestRun, plan: Plan, estimates: Mapping[str, float | None]) -> list[Target]:
+    def _within_cost(
+        self, run: RequestRun, plan: Plan, estimates: Mapping[str, float | None]
+    ) -> list[Target]:
         """Drop models whose estimated cost exceeds the plan's maxCost (recorded as skipped)."""
         if plan.max_cost is None:
             return list(plan.targets)

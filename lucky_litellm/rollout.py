@@ -123,7 +123,9 @@ class Rollout:
         started = time.perf_counter()
         call_kwargs = {**target.call_kwargs(), **kwargs}
         try:
-            response = await litellm.acompletion(model=target.litellm_model, messages=list(messages), **call_kwargs)
+            response = await litellm.acompletion(
+                model=target.litellm_model, messages=list(messages), **call_kwargs
+            )
         except BaseException as exc:
             attempt.outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed"
             attempt.error_type = type(exc).__qualname__

@@ -105,7 +105,9 @@ def _parse_user(spec: str) -> ModelSpec:
     if not user_id:
         raise ModelSpecError(spec, "missing user id after 'user:'")
     if not _USER_ID.match(user_id):
-        raise ModelSpecError(spec, f"user id {user_id!r} contains characters other than letters, digits, _.@+-")
+        raise ModelSpecError(
+            spec, f"user id {user_id!r} contains characters other than letters, digits, _.@+-"
+        )
     experiment = parts[2] if len(parts) == 3 else None
     if experiment is not None and not _NAME.match(experiment):
         reason = "missing experiment name after the user id" if not experiment else "bad experiment name"

@@ -99,4 +99,3 @@ class LuckyStream:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-

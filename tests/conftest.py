@@ -6,12 +6,12 @@ import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
+from collections.abc import Callable
+from typing import Any
 
-import pytest  # noqa: E402
+import pytest
 
-from lucky_litellm.testing import FakeUpstream  # noqa: E402
+from lucky_litellm.testing import FakeUpstream
 
 pytest_plugins = ["lucky_litellm.testing.pytest_plugin"]
 

@@ -88,7 +88,11 @@ def test_rollout_percent_updates_the_store_and_refuses_bad_values(runner):
 def test_demo_runs_offline_and_shows_every_strategy():
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     result = subprocess.run(
-        [sys.executable, "-m", "lucky_litellm.cli", "demo"], capture_output=True, text=True, timeout=120, env=env
+        [sys.executable, "-m", "lucky_litellm.cli", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     for word in ("first", "race", "fallback", "consensus", "UnknownTierError"):
@@ -101,7 +105,9 @@ def test_complete_answers_through_litellm_and_prints_the_routing(runner, fake_up
     fake_upstream.script("gpt-4.1-mini", Behavior(content="Paris"))
     config = tmp_path / "models.yaml"
     config.write_text(f"providers:\n  openai:\n    apiBase: {fake_upstream.base_url}\n")
-    result = runner.invoke(main, ["--config", str(config), "complete", "tier:medium", "capital of France?", "--json"])
+    result = runner.invoke(
+        main, ["--config", str(config), "complete", "tier:medium", "capital of France?", "--json"]
+    )
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Paris")
     assert '"winner": "openai/gpt-4.1-mini"' in result.output

@@ -109,6 +109,11 @@ def test_reset_spend_forgets_a_user(store):
     assert (store.spent("u"), store.spent("v")) == (0, 1.0)
 
 
+def test_a_flag_state_with_an_invalid_percent_is_refused_where_it_is_built():
+    with pytest.raises(ValueError, match="rollout percent"):
+        FlagState(percent=150)
+
+
 def test_a_memory_url_or_none_gives_a_memory_store():
     assert isinstance(store_from_url(None), MemoryFlagStore)
     assert isinstance(store_from_url("memory://"), MemoryFlagStore)
@@ -173,17 +178,21 @@ SPENDER = textwrap.dedent(
     from lucky_litellm.errors import BudgetExceededError
     from lucky_litellm.flags_store import RedisFlagStore
     store = RedisFlagStore(sys.argv[1], prefix=sys.argv[2])
+    start = threading.Barrier(25)
     ok = []
     def spend():
+        start.wait()
         try:
             store.reserve_spend("shared-user", 0.03, 1.00)
             ok.append(1)
         except BudgetExceededError:
             pass
     threads = [threading.Thread(target=spend) for _ in range(25)]
+    print("ready", flush=True)
+    sys.stdin.readline()  # both processes start spending together
     for t in threads: t.start()
     for t in threads: t.join()
-    print(len(ok))
+    print(len(ok), flush=True)
     """
 )
 
@@ -191,11 +200,21 @@ SPENDER = textwrap.dedent(
 def test_two_processes_with_25_concurrent_requests_each_cannot_overspend(redis_server, prefix):
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", SPENDER, redis_server.url, prefix], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", SPENDER, redis_server.url, prefix],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for _ in range(2)
     ]
-    granted = [int(child.communicate(timeout=60)[0]) for child in children]
+    try:
+        for child in children:
+            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        granted = [int(child.communicate("go\n", timeout=60)[0]) for child in children]
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
     assert sum(granted) == 33  # 33 × $0.03 = $0.99 ≤ $1.00 < 34 × $0.03
     assert RedisFlagStore(redis_server.url, prefix=prefix).spent("shared-user") == pytest.approx(0.99)
 
@@ -250,6 +269,27 @@ def test_calls_survive_a_redis_restart(prefix, caplog):
         assert store.flags().percent == 50
         assert store.spent("u") == pytest.approx(0.25)  # the new server starts empty, plus the outage's spend
         assert any("reconnected" in r.getMessage() for r in caplog.records)
+        store.close()
+
+
+def test_outage_spend_counts_in_the_first_reservation_after_redis_is_back(prefix):
+    """Regression: the outage's spend used to reach Redis only after the first operation that
+    found Redis back, so that first reservation could pass the limit ($0.9 + $0.5 of $1)."""
+    with RedisServer() as server:
+        store = RedisFlagStore(server.url, prefix=prefix, refresh_s=0)
+        server.stop()
+        store.reserve_spend("u", 0.9, 1.0)  # counted in the local ledger
+        server.start()
+        raw = redis.Redis.from_url(server.url, decode_responses=True)
+
+        def refused_after_the_push() -> bool:
+            with pytest.raises(BudgetExceededError):
+                store.reserve_spend("u", 0.5, 1.0)
+            return raw.get(f"{prefix}spend:u") is not None
+
+        _until(refused_after_the_push)
+        assert store.spent("u") == pytest.approx(0.9)
+        raw.close()
         store.close()
 
 

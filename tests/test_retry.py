@@ -15,12 +15,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 def _litellm_error(cls, status: int, headers: dict[str, str] | None = None):
     response = httpx.Response(status, headers=headers or {}, request=httpx.Request("POST", "http://x"))
-    kwargs = {"message": "boom", "llm_provider": "openai", "model": "gpt-4.1-mini"}
-    if cls in (litellm.RateLimitError, litellm.InternalServerError, litellm.ServiceUnavailableError):
-        kwargs["response"] = response
-    elif cls in (litellm.BadRequestError, litellm.AuthenticationError, litellm.NotFoundError):
-        kwargs["response"] = response
-    return cls(**kwargs)
+    return cls(message="boom", llm_provider="openai", model="gpt-4.1-mini", response=response)
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,11 @@ def flags(make_models):
 
 
 def race_config() -> dict[str, object]:
-    return {"experiments": {"fast": {"strategy": "race", "providers": ["openai/gpt-4.1-mini", "openai/gpt-4.1-nano"]}}}
+    return {
+        "experiments": {
+            "fast": {"strategy": "race", "providers": ["openai/gpt-4.1-mini", "openai/gpt-4.1-nano"]}
+        }
+    }
 
 
 async def test_a_user_outside_the_rollout_takes_the_legacy_path_with_exactly_one_call(flags, fake_upstream):
@@ -34,7 +38,7 @@ async def test_a_user_outside_the_rollout_takes_the_legacy_path_with_exactly_one
 
 async def test_the_legacy_path_makes_one_call_even_when_it_fails(flags, fake_upstream):
     fake_upstream.script("gpt-4.1-mini", Behavior(status=503))
-    with pytest.raises(Exception, match="503|ServiceUnavailable|InternalServer"):
+    with pytest.raises(Exception, match=r"503|ServiceUnavailable|InternalServer"):
         await rollout.complete("tier:medium", MESSAGES, user_id="user-1", max_retries=0)
     assert fake_upstream.call_count() == 1
 

@@ -178,7 +178,9 @@ async def test_hedge_does_not_fire_when_the_first_model_is_fast(models, fake_ups
 
 
 async def test_hedge_starts_the_next_model_after_the_delay_and_the_faster_wins(models, fake_upstream):
-    fake_upstream.script("gpt-4.1-mini", [Behavior(content="warm-up"), Behavior(content="slow", latency_ms=3000)])
+    fake_upstream.script(
+        "gpt-4.1-mini", [Behavior(content="warm-up"), Behavior(content="slow", latency_ms=3000)]
+    )
     fake_upstream.script("gpt-4.1-nano", Behavior(content="hedge", latency_ms=5))
     await models.complete(A, MESSAGES)  # the first call of a process pays litellm's client set-up
     models.load_user_config("u", experiment("race", A, B, hedgeAfter=150))

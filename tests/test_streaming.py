@@ -71,7 +71,9 @@ async def test_fallback_switches_when_a_stream_dies_before_its_first_chunk(model
     assert await collect(stream) == "from nano"
 
 
-async def test_streaming_race_first_model_to_yield_a_chunk_wins_and_the_other_is_cancelled(models, fake_upstream):
+async def test_streaming_race_first_model_to_yield_a_chunk_wins_and_the_other_is_cancelled(
+    models, fake_upstream
+):
     fake_upstream.script("gpt-4.1-mini", Behavior(content="slow", latency_ms=5000))
     fake_upstream.script("gpt-4.1-nano", Behavior(content="fast answer", latency_ms=10))
     models.load_user_config("u", experiment("race", A, B))
@@ -98,7 +100,9 @@ async def test_consensus_refuses_to_stream(models):
 
 async def test_a_stream_holds_its_concurrency_slot_and_budget_until_it_ends(models, fake_upstream):
     fake_upstream.script("gpt-4.1-mini", Behavior(content="a b c", prompt_tokens=10, completion_tokens=3))
-    models.load_user_config("u", {**experiment("first", A), "defaults": {"maxConcurrent": 1, "costLimit": 1.0}})
+    models.load_user_config(
+        "u", {**experiment("first", A), "defaults": {"maxConcurrent": 1, "costLimit": 1.0}}
+    )
     stream = await models.complete("user:u:x", MESSAGES, stream=True, max_tokens=10)
     assert models.limiter.in_flight("u") == 1
     reserved = models.store.spent("u")

@@ -1,0 +1,105 @@
+"""Memory over many calls: RSS growth of `Models.complete` with stats and tracing on.
+
+The 100,000 calls go through lucky_litellm's whole path (resolution, strategy, retries, spans into
+an OpenTelemetry SDK provider, metrics, stats, routing records) with `litellm.acompletion`
+answering from a prebuilt response, so the figure is lucky_litellm's own growth and the run fits
+in the time budget (litellm's mock path costs ~2.5 ms a call on this machine). A shorter run
+through real `litellm.acompletion(mock_response=...)` shows litellm's growth for comparison.
+
+    python -m benchmarks.bench_memory [--quick]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import sys
+from typing import Any
+
+from benchmarks.common import KEY, MESSAGES, quiet_litellm
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _traced_models() -> Any:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from lucky_litellm import Models
+    from lucky_litellm.telemetry import Telemetry
+
+    class Dropping(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Dropping()))  # as production setups do
+    telemetry = Telemetry(
+        tracer_provider=tracer_provider, meter_provider=MeterProvider([InMemoryMetricReader()])
+    )
+    return Models(
+        {"providers": {"openai": {"apiBase": "http://127.0.0.1:9/v1"}}},
+        environ={"OPENAI_API_KEY": KEY},
+        telemetry=telemetry,
+    )
+
+
+async def _calls(models: Any, count: int, users: int) -> None:
+    for index in range(count):
+        await models.complete(
+            "openai/gpt-4.1-mini", MESSAGES, user_id=f"user-{index % users}", mock_response="ok"
+        )
+
+
+async def _growth(models: Any, warmup: int, first: int, total: int) -> dict[str, float]:
+    await _calls(models, warmup, 1000)
+    gc.collect()
+    await _calls(models, first - warmup, 1000)
+    gc.collect()
+    at_first = _rss_mb()
+    await _calls(models, total - first, 1000)
+    gc.collect()
+    at_total = _rss_mb()
+    return {
+        "rss_after_first_mb": round(at_first, 1),
+        "rss_at_end_mb": round(at_total, 1),
+        "growth_mb": round(at_total - at_first, 1),
+        "calls": total,
+    }
+
+
+async def _run(quick: bool) -> dict[str, Any]:
+    import litellm
+
+    quiet_litellm()
+    models = _traced_models()
+    real = litellm.acompletion
+    response = await real(model="openai/gpt-4.1-mini", messages=MESSAGES, mock_response="ok")
+
+    async def prebuilt(**_: Any) -> Any:
+        await asyncio.sleep(0)  # yield to the loop as real I/O does (the loop tidies its timers there)
+        return response
+
+    total = 30_000 if quick else 100_000
+    litellm.acompletion = prebuilt
+    try:
+        ours = await _growth(models, 2000, total // 5, total)
+    finally:
+        litellm.acompletion = real
+    with_litellm = await _growth(_traced_models(), 500, 2000, 5000 if quick else 8000)
+    return {"lucky_layer": ours, "through_litellm_mock": with_litellm}
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    return asyncio.run(_run(quick))
+
+
+if __name__ == "__main__":
+    print(json.dumps(run("--quick" in sys.argv), indent=2))

@@ -1,0 +1,177 @@
+"""`make bench`: every benchmark in one run, a table of ratios against their targets, and
+`benchmarks/results.json`.
+
+    python -m benchmarks.run            # full run (a few minutes on 2 cores)
+    python -m benchmarks.run --quick    # smaller samples, for a smoke test
+    python -m benchmarks.run --only hedging,import
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from benchmarks import bench_hedging, bench_import, bench_memory, bench_overhead, bench_proxy, bench_tracing
+
+RESULTS = Path(__file__).with_name("results.json")
+
+BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "overhead": bench_overhead.run,
+    "hedging": bench_hedging.run,
+    "import": bench_import.run,
+    "memory": bench_memory.run,
+    "tracing": bench_tracing.run,
+    "proxy": bench_proxy.run,
+}
+
+
+def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    """(measure, value, target, met) for the table; met None = reported only."""
+    rows: list[tuple[str, str, str, bool | None]] = []
+    overhead = results.get("overhead")
+    if overhead:
+        for kind in ("mock", "http"):
+            data = overhead[kind]
+            rows.append(
+                (
+                    f"complete/raw acompletion, first, c=50, {kind}",
+                    f"{data['ratio_first']:.2f}",
+                    ">= 0.90",
+                    data["ratio_first"] >= 0.90,
+                )
+            )
+            rows.append(
+                (
+                    f"fallback: ours/raw vs Router/raw, {kind}",
+                    f"{data['ratio_fallback']:.2f} vs {data['ratio_router']:.2f}",
+                    "ours >= 0.90, > Router",
+                    data["ratio_fallback"] >= 0.90 and data["ratio_fallback"] > data["ratio_router"],
+                )
+            )
+        latency = overhead["latency_c1"]
+        rows.append(
+            (
+                "added latency per call, c=1 (p50 / p99)",
+                f"{latency['added_p50_us']} / {latency['added_p99_us']} us",
+                "report",
+                None,
+            )
+        )
+    hedging = results.get("hedging")
+    if hedging:
+        rows.append(
+            (
+                "p99 first / p99 hedged race",
+                f"{hedging['p99_cut_hedged']:.1f}x",
+                ">= 5x",
+                hedging["p99_cut_hedged"] >= 5,
+            )
+        )
+        rows.append(
+            (
+                "extra requests, hedged race",
+                f"{hedging['hedged']['extra_requests']:.0%}",
+                "<= 10%",
+                hedging["hedged"]["extra_requests"] <= 0.10,
+            )
+        )
+        for name in ("first", "race", "hedged"):
+            data = hedging[name]
+            rows.append(
+                (
+                    f"  {name}: p50 / p99 / p99.9 ms, extra",
+                    f"{data['p50_ms']} / {data['p99_ms']} / {data['p999_ms']}, {data['extra_requests']:.0%}",
+                    "report",
+                    None,
+                )
+            )
+    imported = results.get("import")
+    if imported:
+        ours, theirs = imported["lucky_litellm"], imported["litellm"]
+        rows.append(
+            (
+                "import lucky_litellm (vs import litellm)",
+                f"{ours['ms']} ms, {ours['rss_mb']} MB (litellm {theirs['ms']} ms, {theirs['rss_mb']} MB)",
+                "< 150 ms",
+                ours["ms"] < 150,
+            )
+        )
+    memory = results.get("memory")
+    if memory:
+        layer, full = memory["lucky_layer"], memory["through_litellm_mock"]
+        rows.append(
+            (
+                f"RSS growth, {layer['calls']} calls, stats+tracing on",
+                f"{layer['growth_mb']} MB",
+                "flat (< 5 MB)",
+                layer["growth_mb"] < 5,
+            )
+        )
+        rows.append(
+            (
+                f"  RSS growth through litellm, {full['calls']} calls",
+                f"{full['growth_mb']} MB",
+                "report",
+                None,
+            )
+        )
+    tracing = results.get("tracing")
+    if tracing:
+        for scenario in ("first", "race"):
+            batch = tracing[scenario]["sdk_batch"]
+            rows.append(
+                (
+                    f"tracing on (SDK, batch) vs off, {scenario}",
+                    f"+{batch['overhead_us']:.0f} us ({batch['overhead_pct']:+.0f}%)",
+                    "report",
+                    None,
+                )
+            )
+    proxy = results.get("proxy")
+    if proxy:
+        for name, ratio in proxy["ratio_to_plain"].items():
+            if name != "plain":
+                rows.append((f"proxy req/s with hook / plain proxy, {name}", f"{ratio:.2f}", "report", None))
+    return rows
+
+
+def _print_table(rows: list[tuple[str, str, str, bool | None]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    print(f"\n{'measure':<{widths[0]}}  {'value':<{widths[1]}}  {'target':<{widths[2]}}  result")
+    for measure, value, target, met in rows:
+        mark = "-" if met is None else ("PASS" if met else "FAIL")
+        print(f"{measure:<{widths[0]}}  {value:<{widths[1]}}  {target:<{widths[2]}}  {mark}")
+
+
+def main(argv: list[str]) -> int:
+    quick = "--quick" in argv
+    only = next((arg.split("=", 1)[1] for arg in argv if arg.startswith("--only=")), None)
+    selected = only.split(",") if only else list(BENCHES)
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "quick": quick},
+    }
+    for name in selected:
+        started = time.perf_counter()
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        results[name] = BENCHES[name](quick)
+        results[name]["seconds"] = round(time.perf_counter() - started, 1)
+    rows = _rows(results)
+    _print_table(rows)
+    results["table"] = [{"measure": m, "value": v, "target": t, "met": ok} for m, v, t, ok in rows]
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(
+        f"\nwritten to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

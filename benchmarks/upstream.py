@@ -1,0 +1,63 @@
+"""The fake upstream in its own process, scripted per model, with call counts on request.
+
+    python -m benchmarks.upstream '{"gpt-4.1-mini": {"fast_ms": 20, "slow_ms": 2000, "share": 0.05}}'
+
+Prints `READY <base_url>`, then answers one line on stdout for each line read on stdin: `counts`
+gives the upstream's call count per model as JSON. Closing stdin stops the server, so a crashed
+benchmark never leaves it behind. Per model (all keys optional):
+
+* `fast_ms`, `slow_ms`, `share`, `seed`: latency `slow_ms` for a `share` of calls, `fast_ms` for the
+  rest; which calls are slow is drawn by call index from `random.Random(seed)`, so every run and
+  every strategy sees the same pattern;
+* `status`: answer every call with this HTTP status (e.g. 503 for a deployment that is down).
+
+A separate process, because the fake upstream in a thread of the benchmark would compete with the
+client for the GIL and one of the two cores, and that would be measured as client overhead.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from lucky_litellm.testing import Behavior, FakeUpstream
+
+PATTERN_LENGTH = 100_000
+
+
+def tail_latency(fast_ms: float, slow_ms: float, share: float, seed: int) -> Callable[[int], float]:
+    """Call index -> latency in ms: `slow_ms` for a seeded `share` of the calls, else `fast_ms`."""
+    rng = random.Random(seed)
+    pattern = [slow_ms if rng.random() < share else fast_ms for _ in range(PATTERN_LENGTH)]
+    return lambda index: pattern[index % PATTERN_LENGTH]
+
+
+def behavior(spec: Mapping[str, Any]) -> Behavior:
+    fast = float(spec.get("fast_ms", 0.0))
+    latency_fn = None
+    if spec.get("share"):
+        latency_fn = tail_latency(
+            fast, float(spec["slow_ms"]), float(spec["share"]), int(spec.get("seed", 0))
+        )
+    return Behavior(
+        content="Paris.", latency_ms=fast, latency_fn=latency_fn, status=int(spec.get("status", 200))
+    )
+
+
+def main() -> None:
+    models: dict[str, Any] = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    with FakeUpstream(max_recorded_calls=10) as upstream:
+        for model, spec in models.items():
+            upstream.script(model, behavior(spec))
+        print(f"READY {upstream.base_url}", flush=True)
+        for line in sys.stdin:
+            if line.strip() == "counts":
+                counts = {model: upstream.call_count(model) for model in models}
+                print(json.dumps(counts), flush=True)
+
+
+if __name__ == "__main__":
+    main()
