@@ -1,10 +1,19 @@
 """Tail latency with hedging: `first` vs `race` vs hedged race on a heavy-tailed upstream.
 
-Both models answer in 20 ms, except 5 % of calls (chosen by a seeded RNG per call index, so every
-run sees the same pattern) that take 2 s; the upstream runs in its own process. `hedgeAfter` is
-set near the p95 of the fast path as measured under the same load. Extra requests = model calls
-beyond one per request. Concurrency is kept low (4) so that litellm's own CPU cost per call
-(a few ms) does not turn into queueing that every strategy would pay alike.
+Two models, each answering in 20 ms except for 5 % of its calls, which take 2 s. Which calls are
+slow is fixed per model by call index with a seeded RNG (`benchmarks.upstream.tail_latency`), and
+the index restarts for each strategy, so every strategy and every run meets the same slow calls.
+The upstream runs in its own process and counts the calls it receives: "extra requests" is
+upstream calls per request minus one, hedges that were cancelled
+after reaching the upstream included.
+
+`hedgeAfter` is the p95 of the *fast path* of `first` measured under the same load (the overall
+p95 is the 2 s tail itself, where a hedge would come too late to help): the hedge fires only
+when the primary is slower than 95 % of its normal answers.
+
+Requests come from a fixed number of concurrent callers (closed loop). The client's own CPU cost
+per litellm call (several ms on this machine) makes queueing part of every figure, which is why
+the fast-path p50 sits above the upstream's 20 ms; all three strategies run under the same load.
 
     python -m benchmarks.bench_hedging [--quick]
 """
@@ -17,68 +26,78 @@ import sys
 import time
 from typing import Any
 
-from benchmarks.common import KEY, MESSAGES, percentile, quiet_litellm, upstream_process
-from lucky_litellm import routing_of
+from benchmarks.common import KEY, MESSAGES, ScriptedUpstream, percentile, quiet_litellm, scripted_upstream
 
 FAST_MS, SLOW_MS, SLOW_SHARE = 20.0, 2000.0, 0.05
 MODELS = ("gpt-4.1-mini", "gpt-4.1-nano")
+CONCURRENCY = 8
 
 
-async def _measure(
-    api_base: str, strategy: dict[str, Any], requests: int, concurrency: int
-) -> dict[str, Any]:
+async def _measure(upstream: ScriptedUpstream, strategy: dict[str, Any], requests: int) -> dict[str, Any]:
     from lucky_litellm import Models
 
     models = Models(
-        {"providers": {"openai": {"apiBase": api_base}}, "defaults": {"retries": 0}},
+        {"providers": {"openai": {"apiBase": upstream.base_url}}, "defaults": {"retries": 0}},
         environ={"OPENAI_API_KEY": KEY},
     )
     models.load_user_config("bench", {"experiments": {"x": strategy}})
-    semaphore = asyncio.Semaphore(concurrency)
     times: list[float] = []
+    remaining = requests
 
-    async def one() -> None:
-        async with semaphore:
+    async def caller() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
             started = time.perf_counter()
-            response = await models.complete("user:bench:x", MESSAGES)
+            await models.complete("user:bench:x", MESSAGES)
             times.append((time.perf_counter() - started) * 1000)
-            calls.append(sum(a.outcome != "skipped" for a in routing_of(response).attempts))
 
-    calls: list[int] = []
-    await asyncio.gather(*(one() for _ in range(requests)))
+    before = upstream.reset()  # every strategy meets the same slow calls
+    await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
+    await asyncio.sleep(0.05)  # cancelled losers' requests reach the upstream's counters
+    after = upstream.counts()
+    calls = sum(after[m] - before[m] for m in after)
+    fast = [t for t in times if t < SLOW_MS / 2] or [0.0]
     return {
+        "requests": requests,
         "p50_ms": round(percentile(times, 0.5), 1),
         "p95_ms": round(percentile(times, 0.95), 1),
         "p99_ms": round(percentile(times, 0.99), 1),
         "p999_ms": round(percentile(times, 0.999), 1),
-        "extra_requests": round(sum(calls) / requests - 1, 3),
-        "fast_path_p95_ms": round(percentile([t for t in times if t < SLOW_MS / 2] or [0.0], 0.95), 1),
+        "max_ms": round(max(times), 1),
+        "upstream_calls": calls,
+        "extra_requests": round(calls / requests - 1, 3),
+        "fast_path_p95_ms": round(percentile(fast, 0.95), 1),
     }
 
 
 async def _run(quick: bool) -> dict[str, Any]:
     quiet_litellm()
-    requests, concurrency = (300, 4) if quick else (800, 4)
+    requests = 300 if quick else 1000
     a, b = (f"openai/{model}" for model in MODELS)
-    args = [str(FAST_MS), str(SLOW_MS), str(SLOW_SHARE), *MODELS]
-    with upstream_process(*args, module="benchmarks.tail_upstream") as api_base:
+    script = {
+        model: {"fast_ms": FAST_MS, "slow_ms": SLOW_MS, "share": SLOW_SHARE, "seed": seed}
+        for seed, model in enumerate(MODELS)
+    }
+    with scripted_upstream(script) as upstream:
         first = {"strategy": "first", "providers": [a]}
-        await _measure(api_base, first, 50, concurrency)  # warm-up: litellm's clients and caches
-        result: dict[str, Any] = {"first": await _measure(api_base, first, requests, concurrency)}
-        # "about p95 of the normal path": the fast 95 % under this very load; the overall p95 is
-        # the 2 s tail itself, where a hedge would come too late to help
+        await _measure(upstream, first, 40)  # warm-up: litellm's clients, caches, connections
+        result: dict[str, Any] = {"first": await _measure(upstream, first, requests)}
         hedge_after = result["first"]["fast_path_p95_ms"]
-        result["race"] = await _measure(
-            api_base, {"strategy": "race", "providers": [a, b]}, requests, concurrency
-        )
-        hedged = {"strategy": "race", "providers": [a, b], "hedgeAfter": round(hedge_after, 1)}
-        result["hedged"] = await _measure(api_base, hedged, requests, concurrency)
-    result["hedge_after_ms"] = round(hedge_after, 1)
-    result["p99_cut_hedged"] = round(result["first"]["p99_ms"] / result["hedged"]["p99_ms"], 1)
+        race = {"strategy": "race", "providers": [a, b]}
+        result["race"] = await _measure(upstream, race, requests)
+        result["hedged"] = await _measure(upstream, {**race, "hedgeAfter": hedge_after}, requests)
+    result.update(
+        concurrency=CONCURRENCY,
+        upstream={"fast_ms": FAST_MS, "slow_ms": SLOW_MS, "slow_share": SLOW_SHARE},
+        hedge_after_ms=hedge_after,
+        p99_cut_hedged=round(result["first"]["p99_ms"] / result["hedged"]["p99_ms"], 1),
+    )
     return result
 
 
 def run(quick: bool = False) -> dict[str, Any]:
+    """Run the benchmark; see the module docstring for what is measured."""
     return asyncio.run(_run(quick))
 
 

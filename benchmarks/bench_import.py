@@ -1,6 +1,11 @@
 """Import cost: `import lucky_litellm` vs `import litellm`, each in a fresh interpreter.
 
-python -m benchmarks.bench_import [--quick]
+Wall time is taken around the import statement inside the child; memory is the child's peak RSS
+(`VmHWM` in /proc/self/status) next to that of an interpreter that imported nothing. Not
+`getrusage().ru_maxrss`: Linux carries the parent's peak over `fork`+`exec`, so a child started
+from a benchmark process that holds litellm would report litellm's footprint whatever it imports.
+
+    python -m benchmarks.bench_import [--quick]
 """
 
 from __future__ import annotations
@@ -12,36 +17,49 @@ import subprocess
 import sys
 from typing import Any
 
-_PROBE = (
-    "import resource, time; t = time.perf_counter(); import {module}; "
-    "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-)
+_PROBE = """
+import time
+started = time.perf_counter()
+{statement}
+seconds = time.perf_counter() - started
+with open("/proc/self/status") as status:
+    fields = dict(line.split(":", 1) for line in status)
+print(seconds, int(fields["VmHWM"].split()[0]), int(fields["VmRSS"].split()[0]))
+"""
 
 
-def _measure(module: str, runs: int) -> dict[str, float]:
+def _measure(statement: str, runs: int) -> dict[str, float]:
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    seconds, rss_kb = [], []
+    seconds, peak_kb = [], []
     for _ in range(runs):
         out = subprocess.run(
-            [sys.executable, "-c", _PROBE.format(module=module)],
+            [sys.executable, "-c", _PROBE.format(statement=statement)],
             capture_output=True,
             text=True,
             check=True,
             env=env,
         ).stdout.split()
         seconds.append(float(out[0]))
-        rss_kb.append(float(out[1]))
+        peak_kb.append(float(out[1]))
     return {
         "ms": round(statistics.median(seconds) * 1000, 1),
-        "rss_mb": round(statistics.median(rss_kb) / 1024, 1),
+        "ms_runs": [round(s * 1000, 1) for s in seconds],
+        "rss_mb": round(statistics.median(peak_kb) / 1024, 1),
     }
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    runs = 3  # litellm's import alone takes seconds; three fresh interpreters give a stable median
-    ours = _measure("lucky_litellm", runs)
-    litellm = _measure("litellm", runs)
-    return {"lucky_litellm": ours, "litellm": litellm}
+    """Median over fresh interpreters; litellm's own import takes seconds, so it gets fewer runs."""
+    ours = _measure("import lucky_litellm", 3 if quick else 7)
+    bare = _measure("pass", 3)
+    litellm = _measure("import litellm", 1 if quick else 3)
+    return {
+        "lucky_litellm": ours,
+        "litellm": litellm,
+        "bare_interpreter": bare,
+        "lucky_litellm_rss_added_mb": round(ours["rss_mb"] - bare["rss_mb"], 1),
+        "litellm_rss_added_mb": round(litellm["rss_mb"] - bare["rss_mb"], 1),
+    }
 
 
 if __name__ == "__main__":

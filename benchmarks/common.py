@@ -146,8 +146,16 @@ class ScriptedUpstream:
         self.base_url = _read_ready(process)
 
     def counts(self) -> dict[str, int]:
+        """Calls received so far, per scripted model."""
+        return self._ask("counts")
+
+    def reset(self) -> dict[str, int]:
+        """Restart every model's call index (and so its latency pattern); returns the counts."""
+        return self._ask("reset")
+
+    def _ask(self, command: str) -> dict[str, int]:
         assert self._process.stdin is not None and self._process.stdout is not None
-        self._process.stdin.write("counts\n")
+        self._process.stdin.write(command + "\n")
         self._process.stdin.flush()
         counts: dict[str, int] = json.loads(self._process.stdout.readline())
         return counts

@@ -3,8 +3,9 @@
     python -m benchmarks.upstream '{"gpt-4.1-mini": {"fast_ms": 20, "slow_ms": 2000, "share": 0.05}}'
 
 Prints `READY <base_url>`, then answers one line on stdout for each line read on stdin: `counts`
-gives the upstream's call count per model as JSON. Closing stdin stops the server, so a crashed
-benchmark never leaves it behind. Per model (all keys optional):
+gives the upstream's call count per model as JSON; `reset` restarts every model's call index, so
+the next run sees the same latency pattern from its start. Closing stdin stops the server, so a
+crashed benchmark never leaves it behind. Per model (all keys optional):
 
 * `fast_ms`, `slow_ms`, `share`, `seed`: latency `slow_ms` for a `share` of calls, `fast_ms` for the
   rest; which calls are slow is drawn by call index from `random.Random(seed)`, so every run and
@@ -54,9 +55,12 @@ def main() -> None:
             upstream.script(model, behavior(spec))
         print(f"READY {upstream.base_url}", flush=True)
         for line in sys.stdin:
-            if line.strip() == "counts":
-                counts = {model: upstream.call_count(model) for model in models}
-                print(json.dumps(counts), flush=True)
+            command = line.strip()
+            if command == "reset":
+                for model, spec in models.items():
+                    upstream.script(model, behavior(spec))
+            counts = {model: upstream.call_count(model) for model in models}
+            print(json.dumps(counts), flush=True)
 
 
 if __name__ == "__main__":

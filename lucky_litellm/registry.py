@@ -53,6 +53,9 @@ class _Snapshot:
     tiers: TierTable
     plans: dict[str, Plan] = field(default_factory=dict, compare=False)
     """Resolved `model` and `tier:` specs: a snapshot never changes, so neither do they."""
+    user_plans: dict[str, tuple[UserConfig, Plan]] = field(default_factory=dict, compare=False)
+    """Resolved `user:` specs with the user config they were built from; valid while that config
+    is still the user's current one (`load_user_config` replaces it, which retires the entry)."""
 
 
 _MAX_CACHED_PLANS = 4096
@@ -147,15 +150,25 @@ class Models:
         """
         snapshot = self._snapshot
         raw = spec.raw if isinstance(spec, ModelSpec) else spec
-        plan = snapshot.plans.get(raw) if isinstance(raw, str) else None
-        if plan is not None:
-            return plan
+        if isinstance(raw, str):
+            plan = snapshot.plans.get(raw)
+            if plan is not None:
+                return plan
+            cached = snapshot.user_plans.get(raw)
+            if cached is not None and self._users.get(cached[1].user_id or "") is cached[0]:
+                return cached[1]
         parsed = parse_spec(spec)
+        # read before resolving: if the config is replaced meanwhile, the entry is simply stale
+        user_config = self._users.get(parsed.user_id) if parsed.user_id is not None else None
         plan = self._resolve(parsed, snapshot)
-        if parsed.kind != "user":  # user plans follow load_user_config, so they are not cached
+        if parsed.kind != "user":
             if len(snapshot.plans) >= _MAX_CACHED_PLANS:
                 snapshot.plans.clear()
             snapshot.plans[raw] = plan
+        elif user_config is not None:
+            if len(snapshot.user_plans) >= _MAX_CACHED_PLANS:
+                snapshot.user_plans.clear()
+            snapshot.user_plans[raw] = (user_config, plan)
         return plan
 
     def legacy_target(self, spec: str | ModelSpec, *, user_id: str | None = None) -> Target:
