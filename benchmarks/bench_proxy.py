@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from benchmarks.common import upstream_process
-from lucky_litellm.proxy_launcher import ProxyProcess
+from lucky_litellm.proxy.launcher import ProxyProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 MASTER_KEY = "sk-bench-master"
