@@ -347,6 +347,7 @@ class FakeUpstream:
             content=content,
             finish_reason=behavior.finish_reason,
             usage=self._usage(call, content),
+            empty_choices=behavior.empty_choices,
         )
         self._state.end(call, "ok")
         return web.Response(body=body, headers={**headers, **_JSON})
@@ -375,6 +376,8 @@ class FakeUpstream:
             )
             for i, word in enumerate(words)
         ]
+        if behavior.first_chunk_delay_ms > 0:
+            await asyncio.sleep(behavior.first_chunk_delay_ms / 1000.0)
         cut = behavior.stream_cut_after
         if cut is not None:
             await self._send(response, events[:cut], behavior.chunk_delay_ms)
@@ -422,7 +425,7 @@ class FakeUpstream:
         content = call.behavior.content
         return f"answer from {call.model}" if content is None else content
 
-    def _usage(self, call: Call, content: str) -> dict[str, int]:
+    def _usage(self, call: Call, content: str) -> dict[str, Any]:
         behavior = call.behavior
         prompt = behavior.prompt_tokens
         if prompt is None:
@@ -430,4 +433,7 @@ class FakeUpstream:
         completion = behavior.completion_tokens
         if completion is None:
             completion = len(content.split())
-        return payloads.usage(prompt, completion)
+        limit = call.body.get("max_completion_tokens") or call.body.get("max_tokens")
+        if behavior.honor_max_tokens and isinstance(limit, int) and limit > 0:
+            completion = min(completion, limit)  # a real model stops at max_tokens
+        return payloads.usage(prompt, completion, behavior.cached_tokens)
