@@ -211,6 +211,7 @@ class _StrategyOptions(StrictModel):
 
     if TYPE_CHECKING:  # declared by the subclasses, in the order the checks need
         timeout: float | None
+        attempt_timeout: float | None
         hedge_after: float | None
 
     @field_validator("hedge_after", check_fields=False)
@@ -231,6 +232,10 @@ class _StrategyOptions(StrictModel):
     def hedge_after_s(self) -> float | None:
         return _seconds(self.hedge_after)
 
+    @property
+    def attempt_timeout_s(self) -> float | None:
+        return _seconds(self.attempt_timeout)
+
 
 class ExperimentConfig(_StrategyOptions):
     """One named experiment of a user config: which models run, and how."""
@@ -241,6 +246,10 @@ class ExperimentConfig(_StrategyOptions):
     """Model specs in priority order: ``provider/model`` or ``tier:<name>``."""
     timeout: Millis | None = None
     """Deadline of the whole experiment, in milliseconds."""
+    attempt_timeout: Millis | None = None
+    """Longest one call to one model may take, in milliseconds, inside the experiment deadline;
+    a call past it is cancelled and counts as a transient failure (retried, or the next model).
+    Default: derived from the deadline and the strategy (see README, "Per-attempt budgets")."""
     max_cost: Usd | None = None
     """Most a single request may cost, in USD; dearer models are skipped."""
     hedge_after: Delay | None = None
@@ -324,6 +333,8 @@ class TierConfig(_StrategyOptions):
     models: Annotated[list[ConcreteSpec], Field(min_length=1)] | None = None
     strategy: Strategy | None = None
     timeout: Millis | None = None
+    attempt_timeout: Millis | None = None
+    """Longest one call to one model may take, in milliseconds (see `ExperimentConfig`)."""
     max_cost: Usd | None = None
     retries: Retries | None = None
     hedge_after: Delay | None = None
