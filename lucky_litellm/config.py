@@ -369,6 +369,17 @@ class RolloutConfig(StrictModel):
         return os.environ.get("LUCKY_STATE_URL") or self.state_url
 
 
+OutagePolicy = Literal["fail-closed", "local-share"]
+
+
+class StateConfig(StrictModel):
+    """How the shared state store (Redis, `LUCKY_STATE_URL`) behaves when it cannot be reached."""
+
+    on_outage: OutagePolicy = "local-share"
+    """Budgets while Redis is unreachable: ``fail-closed`` refuses budgeted calls; ``local-share``
+    lets each process spend at most its share (by replica heartbeats) of what remained."""
+
+
 class TelemetryConfig(StrictModel):
     """OpenTelemetry switches; prompt and answer text stay out of spans unless capture_content."""
 
@@ -420,6 +431,7 @@ class ModelsConfig(StrictModel):
     """User id -> YAML file (relative to this file's folder) or an inline user config."""
     defaults: RequestDefaults = Field(default_factory=RequestDefaults)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     performance_tracking: bool = True
 
