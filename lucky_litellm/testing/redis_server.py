@@ -25,7 +25,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from types import TracebackType
 
@@ -170,61 +169,40 @@ class RedisServer:
 
 class LatencyProxy:
     """A TCP relay to a local port that delays every chunk by `delay_s` each way: a Redis that
-    is `2 * delay_s` of round trip away. Runs its own event loop in a daemon thread."""
+    is `2 * delay_s` of round trip away. Runs in its own process, so the process under test
+    (its event loop, its GIL) cannot slow the relay down or be slowed by it."""
 
     def __init__(self, target_port: int, delay_s: float) -> None:
         self.target_port = target_port
         self.delay_s = delay_s
         self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="latency-proxy", daemon=True)
-        self._server: asyncio.AbstractServer | None = None
+        self._process: subprocess.Popen[str] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> LatencyProxy:
-        self._thread.start()
-        self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._relay, "127.0.0.1", 0), self._loop
-        ).result(5)
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(self.target_port), str(self.delay_s)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if not line.strip().isdigit():
+            self.close()
+            raise RuntimeError(f"latency proxy did not start: {line!r}")
+        self.port = int(line)
         return self
 
-    async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        try:
-            upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            client_writer.close()
-            return
-
-        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                while data := await reader.read(65536):
-                    await asyncio.sleep(self.delay_s)
-                    writer.write(data)
-                    await writer.drain()
-            except (OSError, asyncio.CancelledError):
-                pass
-            finally:
-                writer.close()
-
-        await asyncio.gather(pipe(client_reader, upstream_writer), pipe(upstream_reader, client_writer))
-
     def close(self) -> None:
-        async def shutdown() -> None:
-            if self._server is not None:
-                self._server.close()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
-
-        if self._thread.is_alive():
-            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(5)
-        self._loop.close()
+        process, self._process = self._process, None
+        if process is not None:
+            process.terminate()
+            process.wait(5)
+            if process.stdout is not None:
+                process.stdout.close()
 
     def __enter__(self) -> LatencyProxy:
         return self.start()
@@ -233,3 +211,33 @@ class LatencyProxy:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+async def _relay_forever(target_port: int, delay_s: float) -> None:
+    async def relay(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        except OSError:
+            client_writer.close()
+            return
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while data := await reader.read(65536):
+                    await asyncio.sleep(delay_s)
+                    writer.write(data)
+                    await writer.drain()
+            except OSError:
+                pass
+            finally:
+                writer.close()
+
+        await asyncio.gather(pipe(client_reader, upstream_writer), pipe(upstream_reader, client_writer))
+
+    server = await asyncio.start_server(relay, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+
+
+if __name__ == "__main__":  # the LatencyProxy process: python -m ... TARGET_PORT DELAY_S
+    asyncio.run(_relay_forever(int(sys.argv[1]), float(sys.argv[2])))
