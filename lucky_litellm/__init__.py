@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     AllModelsFailedError,
+    AttemptTimeoutError,
     BudgetExceededError,
     ConcurrencyLimitError,
     ConfigError,
@@ -85,6 +86,7 @@ _LAZY = {
 __all__ = [
     "AllModelsFailedError",
     "Attempt",
+    "AttemptTimeoutError",
     "BudgetExceededError",
     "ConcurrencyLimitError",
     "ConfigError",

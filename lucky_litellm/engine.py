@@ -4,8 +4,8 @@ A `Lease` holds the request's concurrency slot, its budget reservation, its dead
 spans, and settles them exactly once, whichever way the request ends: an answer, an error, the
 caller's cancellation, the deadline, or (for streams, through `LuckyStream`) the stream's end, an
 early close, or the stream being garbage-collected unclosed. Settling never raises into the caller:
-a store that fails while settling is logged, the difference is kept locally and applied with the
-user's next store call, and the answer is returned.
+the state store records a settlement locally without waiting (`state.spend.settle`) and brings it
+to the shared ledger itself; any failure there is logged, and the answer is returned.
 
     async with Lease(models, plan, messages, ...) as lease:
         return await lease.execute()      # a response, or a LuckyStream that now owns the settling
@@ -29,6 +29,7 @@ from .calls import PeekedStream, RequestRun
 from .errors import (
     AllModelsFailedError,
     BudgetExceededError,
+    BudgetUnavailableError,
     LuckyError,
     NoModelsAvailableError,
     StrategyTimeoutError,
@@ -51,8 +52,8 @@ logger = logging.getLogger("lucky_litellm.engine")
 T = TypeVar("T")
 
 _RESERVE_TRIES = 3
-"""A reservation sized to what is left of a budget can lose to a concurrent one; it is re-sized
-(from the new total) this many times before the request is refused."""
+"""A reservation refused for lack of budget is re-sized (capped at what is left) and retried at
+most this many times: it can lose to a concurrent reservation each time."""
 
 
 # -- cold start ------------------------------------------------------------------------------------
@@ -200,7 +201,7 @@ class Lease:
             if owner and limit:
                 await self.models.limiter.acquire(owner, limit, self.deadline - time.monotonic())
                 self._slot_key = owner
-            self._budget()
+            await self._budget()
         except BaseException as exc:
             self.settle(exc)
             raise
@@ -214,7 +215,7 @@ class Lease:
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
 
-    def _budget(self) -> None:
+    async def _budget(self) -> None:
         """Drop models over `maxCost`, then reserve the worst case of the rest against `costLimit`."""
         plan, run = self.plan, self.run
         assert run is not None
@@ -232,80 +233,63 @@ class Lease:
                 else:
                     kept.append(target)
             if not kept:
-                raise NoModelsAvailableError(
-                    plan.spec, [f"{a.model}: {a.error}" for a in run.routing.attempts]
-                )
+                reasons = [f"{a.model}: {a.error}" for a in run.routing.attempts]
+                raise NoModelsAvailableError(plan.spec, reasons)
             self.targets = kept
         if budgeted:
             estimates = [estimate(target, prompt_tokens, max_tokens) for target in self.targets]
-            self._reserve(estimates, capped=bool(max_tokens))
+            await self._reserve(estimates, capped=bool(max_tokens))
 
-    # -- the store: every call the lease makes to it is in this section --------------------------
+    # -- the state store: every call the lease makes to it is in this section --------------------
 
-    def _reserve(self, estimates: Sequence[Estimate], *, capped: bool) -> None:
+    async def _reserve(self, estimates: Sequence[Estimate], *, capped: bool) -> None:
         """Reserve the most this request can cost. Without `max_tokens` that is the models' maximum
-        output, or, when the budget cannot pay for it, `max_tokens` is capped at what it can buy:
-        the reservation is then a true bound, and concurrent requests cannot overspend together."""
-        owner, limit, store = self.owner, self.cost_limit, self.models.store
+        output, or, when the budget cannot pay for that, `max_tokens` is capped at what the rest of
+        the budget can buy: the reservation is a true bound, so concurrent requests cannot
+        overspend together. The common case (the worst case fits) is one store call."""
+        owner, limit = self.owner, self.cost_limit
         assert owner is not None and limit is not None
         together = self.plan.strategy in ("race", "consensus")  # may bill every model
-        corrections = self.models._corrections
-        pending = corrections.pop(owner, 0.0)
-        if pending:
+        worst = fit_budget(estimates, together=together, remaining=float("inf"), capped=True)
+        amount, cap = worst if worst is not None else (0.0, None)
+        for attempt in range(_RESERVE_TRIES + 1):
             try:
-                store.add_spend(owner, pending)
-            except Exception:
-                corrections[owner] = corrections.get(owner, 0.0) + pending
-        for attempt in range(_RESERVE_TRIES):
-            spent = self._store(store.spent, owner) + corrections.get(owner, 0.0)
-            fitted = fit_budget(estimates, together=together, remaining=limit - spent, capped=capped)
-            if fitted is None:
-                needed = fit_budget(estimates, together=together, remaining=float("inf"), capped=True)
-                raise BudgetExceededError(owner, spent, limit, needed[0] if needed else 0.0)
-            amount, cap = fitted
-            if amount <= 0 and spent >= limit:
-                raise BudgetExceededError(owner, spent, limit, amount)
-            try:
-                self._store(store.reserve_spend, owner, amount, limit)
-            except BudgetExceededError:
-                if attempt == _RESERVE_TRIES - 1:
+                await self._store_reserve(owner, amount, limit)
+            except BudgetExceededError as exc:
+                if capped or attempt == _RESERVE_TRIES:
                     raise
+                spent = exc.spent_usd  # the total the store just checked against
+                fitted = fit_budget(estimates, together=together, remaining=limit - spent, capped=False)
+                if fitted is None:
+                    raise
+                amount, cap = fitted
                 continue
             self._reserved = amount
             if cap is not None:
                 self.kwargs["max_tokens"] = cap
             return
 
-    def _store(self, call: Any, *args: Any) -> Any:
-        """A store call on the way in: a store failure refuses the request with a typed error."""
+    async def _store_reserve(self, owner: str, amount: float, limit: float) -> None:
+        """The one store call a request waits for; a store failure refuses it with a typed error."""
         try:
-            return call(*args)
+            await self.models.state.spend.reserve(owner, amount, limit)
         except LuckyError:
             raise
         except Exception as exc:
-            from .flags_store import FlagStoreUnavailableError
-
-            raise FlagStoreUnavailableError(
-                f"the spend store failed ({type(exc).__name__}) while checking the budget of {self.owner!r}"
+            raise BudgetUnavailableError(
+                owner, f"the spend store failed ({type(exc).__name__}) while reserving"
             ) from None
 
     def _settle_spend(self) -> None:
-        """Replace the reservation by the actual cost. Never raises: on a store error the
-        difference is kept in `Models._corrections` and applied with the user's next store call."""
+        """Replace the reservation by the actual cost. Never raises and never waits: the store
+        records the difference locally and brings it to the shared ledger itself."""
         owner, routing = self.owner, self.routing
         if owner is None or self.cost_limit is None:
-            return  # spend of users without a budget is in stats(), not in the (unbounded) ledger
-        delta = routing.cost_usd - self._reserved
+            return  # spend of users without a budget is in stats(): the ledger stays bounded
         try:
-            spent = self.models.store.settle_spend(owner, self._reserved, routing.cost_usd)
+            spent = self.models.state.spend.settle(owner, self._reserved, routing.cost_usd)
         except Exception as exc:
-            logger.warning(
-                "could not settle the spend of %r in the state store (%s): kept locally, applied "
-                "with the next request",
-                owner,
-                type(exc).__name__,
-            )
-            self.models._corrections[owner] = self.models._corrections.get(owner, 0.0) + delta
+            logger.warning("could not settle the spend of %r (%s)", owner, type(exc).__name__)
             return
         try:
             self.models.alerts.observe(owner, spent, self.cost_limit, self.trace.span)

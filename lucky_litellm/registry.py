@@ -23,11 +23,11 @@ from .errors import (
     UnknownExperimentError,
     UnknownUserError,
 )
-from .flags_store import FlagState, FlagStore, store_from_url
 from .limits import ConcurrencyLimiter
 from .plan import Plan
 from .providers import ProviderDisabledError, ProviderTable, Target
 from .spec import ModelSpec, parse_spec
+from .state import FlagState, State, state_from_url
 from .stats import Stats
 from .sync import run_sync
 from .telemetry import Telemetry
@@ -61,7 +61,7 @@ class Models:
         self,
         config: ModelsConfig | Mapping[str, Any] | None = None,
         *,
-        store: FlagStore | None = None,
+        state: State | None = None,
         telemetry: Telemetry | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
@@ -74,7 +74,7 @@ class Models:
         self._users: dict[str, UserConfig] = {}
         self._update_lock = threading.Lock()
         rollout = self._config.rollout
-        self.store: FlagStore = store or store_from_url(
+        self.state: State = state or state_from_url(
             (environ or os.environ).get("LUCKY_STATE_URL") or rollout.state_url,
             initial=FlagState(
                 enabled=rollout.enabled,
@@ -82,12 +82,10 @@ class Models:
                 test_users=frozenset(rollout.test_users),
                 salt=rollout.salt,
             ),
+            on_outage=self._config.state.on_outage,
         )
         self.telemetry = telemetry or Telemetry(capture_content=self._config.telemetry.capture_content)
         self.limiter = ConcurrencyLimiter()
-        self._corrections: dict[str, float] = {}
-        """Spend differences a failed store could not take (user -> USD); applied with the user's
-        next store call (see `engine.Lease`)."""
         self._stats = Stats(enabled=self._config.performance_tracking)
         self.alerts = CostAlerts(self._config.telemetry.cost_alert_thresholds)
         for user_id, source in self._config.users.items():
@@ -95,6 +93,11 @@ class Models:
         start_warm_up()  # litellm loads in the background while the application starts
 
     # -- configuration -------------------------------------------------------------------------
+
+    @property
+    def store(self) -> State:
+        """The rollout flags and spend ledger (`state`); `store.spent(user)` reads synchronously."""
+        return self.state
 
     @property
     def config(self) -> ModelsConfig:
@@ -203,6 +206,7 @@ class Models:
                 max_cost=experiment.max_cost,
                 hedge_after_s=None if experiment.hedge_after is None else experiment.hedge_after / 1000.0,
                 min_agreement=experiment.min_agreement,
+                attempt_timeout_s=experiment.attempt_timeout_s,
                 experiment=name,
                 user_id=spec.user_id,
                 params=dict(experiment.params),
@@ -221,6 +225,7 @@ class Models:
                 max_cost=tier.max_cost,
                 hedge_after_s=None if tier.hedge_after_ms is None else tier.hedge_after_ms / 1000.0,
                 min_agreement=tier.min_agreement,
+                attempt_timeout_s=_seconds(tier.attempt_timeout_ms),
                 tier=tier.name,
                 skipped=tuple(skipped),
             )
@@ -349,7 +354,11 @@ class Models:
 
     def stats(self) -> dict[str, Any]:
         """Per model and per user: calls, errors, latency percentiles, tokens, cost, budget use."""
-        return self._stats.snapshot(spent=self.store.spent)
+        return self._stats.snapshot(spent=self.state.spent)
+
+
+def _seconds(ms: float | None) -> float | None:
+    return None if ms is None else ms / 1000.0
 
 
 # -- the default registry used by lucky_litellm.complete -----------------------------------------

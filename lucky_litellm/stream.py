@@ -90,6 +90,7 @@ class _State:
     def __init__(self, lease: Lease, peeked: PeekedStream, attempt: Attempt, target: Target) -> None:
         self.lease = lease
         self.inner = peeked.stream
+        self.secrets = peeked.secrets
         self.head: deque[Any] = deque(peeked.head)
         self.attempt = attempt
         self.target = target
@@ -227,7 +228,7 @@ class LuckyStream:
                 error = StrategyTimeoutError(lease.plan.spec, lease.plan.timeout_s, lease.routing.attempts)
                 await self._fail(error)
                 raise error from None
-            scrub_exception(exc, [str(state.target.kwargs.get("api_key") or "")])
+            scrub_exception(exc, state.secrets)
             error = IncompleteStreamError(state.attempt.model, state.chunks)
             error.__cause__ = exc
             await self._fail(error)
