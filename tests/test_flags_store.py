@@ -379,5 +379,5 @@ def test_the_state_outage_policy_defaults_to_local_share_and_refuses_unknown_val
 
     assert validate_models_config({}).state.on_outage == "local-share"
     assert validate_models_config({"state": {"onOutage": "fail-closed"}}).state.on_outage == "fail-closed"
-    with pytest.raises(ConfigError, match="state.onOutage"):
+    with pytest.raises(ConfigError, match=r"state\.onOutage"):
         validate_models_config({"state": {"onOutage": "optimistic"}})
