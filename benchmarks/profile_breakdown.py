@@ -51,6 +51,8 @@ _PRICING = {
 }
 _LEASE = {"_reserve", "reserve_spend", "settle_spend", "add_spend", "spent", "acquire", "release"}
 _ROUTING = {"attach_routing", "new_attempt", "record_response", "usage_of"}
+_PACKAGE_CATEGORY = {"telemetry": "telemetry", "state": "lease"}
+"""Sub-packages of lucky_litellm billed as a whole."""
 _MODULE_CATEGORY = {
     "telemetry.py": "telemetry",
     "alerts.py": "telemetry",
@@ -74,7 +76,9 @@ def category_of(file_path: str | None, function: str, class_name: str | None = N
         if path.endswith("/litellm/main.py") and function == "acompletion":
             return "litellm (stubbed)"
         return None
-    module = path.rsplit("/", 1)[-1]
+    package, module = path.rsplit("/lucky_litellm/", 1)[-1].rpartition("/")[::2]
+    if package in _PACKAGE_CATEGORY:
+        return _PACKAGE_CATEGORY[package]
     if function in _PLAN:
         return "plan lookup"
     if function in _PRICING:
