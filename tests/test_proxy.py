@@ -38,6 +38,9 @@ providers:
   loop:
     litellmProvider: lucky
     enabled: true
+  paid:  # an OpenAI-compatible cloud at the fake upstream: priced (local/ models are free)
+    litellmProvider: openai
+    apiBase: {base}
   local:
     apiBase: {base}
     models:
@@ -79,10 +82,10 @@ users:
         providers: [loop/tier:medium]
       priced:
         strategy: race
-        providers: [local/gpt-4o-mini, local/gpt-4.1-nano]
+        providers: [paid/gpt-4o-mini, paid/gpt-4.1-nano]
       vote:
         strategy: consensus
-        providers: [local/gpt-4o-mini, local/gpt-4.1-nano, local/gpt-4.1-mini]
+        providers: [paid/gpt-4o-mini, paid/gpt-4.1-nano, paid/gpt-4.1-mini]
     defaults:
       experiment: quick
   bob:
@@ -110,13 +113,13 @@ users:
   frank:
     experiments:
       main:
-        providers: [local/gpt-4o-mini]
+        providers: [paid/gpt-4o-mini]
     defaults:
       costLimit: 0.00000001
   dave:
     experiments:
       main:
-        providers: [local/gpt-4o-mini]
+        providers: [paid/gpt-4o-mini]
     defaults:
       costLimit: 0.00000001
 """

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BudgetExceededError, UnknownUserError
 from ..rollout import Rollout
 from ..spec import parse_spec
 from .identity import Identity, check_access
@@ -92,11 +91,11 @@ class RequestContext(dict[str, Any]):
         return Identity(self.get("caller"), bool(self.get("admin")), str(self.get("identity_source")))
 
     def prepare(self, name: str, models: Models) -> None:
-        """Resolve `name` for this caller: access, rollout path, plan, budget, deadline.
+        """Resolve `name` for this caller: access, rollout path, plan, deadline.
 
         The legacy path is a plan too: one model (the tier's, or the experiment's first), no
-        retries, no strategy extras; it keeps the spec's deadline and the owner's budget, the
-        safety limits that hold on every path.
+        retries, no strategy extras; it keeps the spec's deadline and the owner's budget (the
+        engine's lease reserves it), the safety limits that hold on every path.
         """
         spec = parse_spec(name)
         owner = self.get("caller")
@@ -121,7 +120,6 @@ class RequestContext(dict[str, Any]):
         self.plan = plan
         self.deadline = time.monotonic() + plan.timeout_s
         self.update(strategy=plan.strategy, models=plan.models)
-        check_budget(models, owner)
 
     def remaining_s(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
@@ -139,20 +137,6 @@ class RequestContext(dict[str, Any]):
         if self.get("models"):
             headers["x-lucky-models"] = ",".join(self["models"])
         return {name: value.encode("ascii", "replace").decode("ascii") for name, value in headers.items()}
-
-
-def check_budget(models: Models, owner: str | None) -> None:
-    """Refuse before routing when the owner has already spent their costLimit."""
-    if owner is None:
-        return
-    try:
-        limit = models.user_config(owner).defaults.cost_limit
-    except UnknownUserError:
-        return
-    if limit is not None:
-        spent = models.store.spent(owner)
-        if spent >= limit:
-            raise BudgetExceededError(owner, spent, limit)
 
 
 def context_of(metadata: object) -> RequestContext | None:

@@ -151,6 +151,8 @@ async def _run(
     kwargs = {key: value for key, value in optional_params.items() if key not in _DROPPED_PARAMS}
     kwargs.update(ctx.credentials)  # only what the operator lets clients choose (see the hook)
     kwargs["no-log"] = True  # the outer proxy call is the one logged and billed
+    if stream:  # the relay needs the upstream's usage; LiteLLM decides what the client sees
+        kwargs["stream_options"] = {"include_usage": True}
     assert ctx.plan is not None
     return await models.run_plan(
         ctx.plan,
