@@ -21,6 +21,7 @@ The parts, one concern each:
 * `handler` (`provider.LuckyProvider`, provider ``lucky``): the engine route;
 * `context`: the per-request decision both share; `identity`: who may run whose experiments;
 * `routes`: the deployment route; `relay`: streams; `errors`: statuses and bodies;
+* `setup`: the registry the proxy serves (models file, environment on top);
 * `launcher`: a real proxy process for tests, benchmarks and demos.
 
 ``lucky_litellm.proxy.hook`` and ``lucky_litellm.proxy.handler`` name the two instances below
@@ -29,13 +30,13 @@ The parts, one concern each:
 
 from __future__ import annotations
 
-from ..registry import default_models
 from .context import CONTEXT_KEY, ProxySettings, RequestContext
 from .hook import LuckyHook
 from .provider import LuckyProvider
+from .setup import install_models
 
 __all__ = ["CONTEXT_KEY", "LuckyHook", "LuckyProvider", "ProxySettings", "RequestContext", "handler", "hook"]
 
 handler = LuckyProvider()
 hook = LuckyHook()  # replaces the submodule of the same name as this package's attribute, on purpose
-default_models()  # load LUCKY_MODELS_CONFIG now: a broken config stops the proxy at startup
+install_models()  # load LUCKY_MODELS_CONFIG now: a broken config stops the proxy at startup

@@ -10,7 +10,7 @@ request once, with the cost of every attempt (race losers included).
 from __future__ import annotations
 
 import contextvars
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, NoReturn
 
 from litellm.llms.custom_llm import CustomLLM, CustomLLMError
@@ -127,6 +127,7 @@ async def _start(
 ) -> Any:
     """Prepare (for names the hook did not see) and run the request; errors leave as statuses."""
     token = _nesting.set(_nesting.get() + 1)
+    internal = _internal_calls()
     try:
         models = default_models()
         if ctx.get("spec") != model:
@@ -138,6 +139,8 @@ async def _start(
         _raise_for_provider(exc)
     finally:
         _nesting.reset(token)
+        if internal is not None:
+            internal()
 
 
 async def _run(
@@ -163,6 +166,23 @@ async def _run(
         rollout_path=str(ctx.get("rollout_path") or "registry"),
         **kwargs,
     )
+
+
+def _internal_calls() -> Callable[[], None] | None:
+    """Mark this request's nested calls as LiteLLM-internal sub-calls; returns the undo.
+
+    This is LiteLLM's own switch for nested sub-calls (``litellm._internal_context``, used by its
+    RAG and file-search pipelines): it skips their logging and billing pipeline, which profiling
+    showed to be most of what a nested call adds. The outer call is logged and billed once, with
+    the cost of every attempt folded in by this provider. Tasks the engine starts (a race's
+    attempts) inherit it, as context variables do.
+    """
+    try:
+        from litellm._internal_context import is_internal_call
+    except ImportError:  # pragma: no cover - an older LiteLLM: "no-log" alone then
+        return None
+    token = is_internal_call.set(True)
+    return lambda: is_internal_call.reset(token)
 
 
 def _raise_for_provider(exc: Exception) -> NoReturn:
