@@ -22,7 +22,7 @@ from .routing import Attempt, Routing
 if TYPE_CHECKING:
     from .plan import Plan
     from .providers import Target
-    from .telemetry import RequestTrace
+    from .telemetry import AttemptTrace, RequestTrace
 
 __all__ = ["PeekedStream", "RequestRun", "cost_from_tokens", "record_response", "response_cost", "usage_of"]
 
@@ -42,6 +42,8 @@ class PeekedStream:
 
     stream: Any
     head: list[Any]
+    trace: AttemptTrace | None = None
+    """The attempt's span, told about every chunk (time to first chunk, streamed response)."""
 
     async def aclose(self) -> None:
         close = getattr(self.stream, "aclose", None)
@@ -87,7 +89,10 @@ class RequestRun:
         started = time.perf_counter()
         attempt.started_ms = (started - self.started) * 1000
         try:
-            result = await self.retry.run(functools.partial(self._call_once, target, attempt), self.deadline)
+            with span.use():  # instrumentation below (httpx, litellm) nests under the attempt
+                result = await self.retry.run(
+                    functools.partial(self._call_once, target, attempt, span), self.deadline
+                )
         except asyncio.CancelledError:
             attempt.outcome = "cancelled"
             attempt.latency_ms = (time.perf_counter() - started) * 1000
@@ -105,10 +110,10 @@ class RequestRun:
         attempt.latency_ms = (time.perf_counter() - started) * 1000
         if not self.stream:
             record_response(attempt, result, target.litellm_model)
-            span.call_done(attempt)
+            span.call_done(attempt, response=result)
         return result
 
-    async def _call_once(self, target: Target, attempt: Attempt) -> Any:
+    async def _call_once(self, target: Target, attempt: Attempt, span: AttemptTrace) -> Any:
         import litellm
 
         attempt.tries += 1
@@ -121,15 +126,17 @@ class RequestRun:
         # connection (measured: +4 ms per call). The plan's deadline is enforced around the
         # strategy anyway, so litellm gets the same timeout for every call of a plan.
         kwargs.setdefault("timeout", self.plan.timeout_s + _LITELLM_TIMEOUT_MARGIN_S)
+        span.prepare(kwargs)
         response = await litellm.acompletion(
             model=target.litellm_model, messages=list(self.messages), **kwargs
         )
         if not self.stream:
             return response
-        peeked = PeekedStream(response, [])
+        peeked = PeekedStream(response, [], span)
         try:
             while True:
                 chunk = await response.__anext__()
+                span.chunk(chunk)
                 peeked.head.append(chunk)
                 if _has_content(chunk):
                     return peeked

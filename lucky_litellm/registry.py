@@ -37,7 +37,7 @@ from .spec import ModelSpec, parse_spec
 from .stats import Stats
 from .strategies import run_strategy
 from .stream import LuckyStream
-from .telemetry import Telemetry
+from .telemetry import Telemetry, capture_from_env
 from .tiers import TierTable, build_tier_config
 
 __all__ = ["Models", "create_models", "default_models", "set_default_models"]
@@ -90,7 +90,12 @@ class Models:
                 salt=rollout.salt,
             ),
         )
-        self.telemetry = telemetry or Telemetry(capture_content=self._config.telemetry.capture_content)
+        self.telemetry = telemetry or Telemetry(
+            # unset in the config: OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT decides
+            capture_content=self._config.telemetry.capture_content
+            if "capture_content" in self._config.telemetry.model_fields_set
+            else capture_from_env(environ or os.environ)
+        )
         self.limiter = ConcurrencyLimiter()
         self._stats = Stats(enabled=self._config.performance_tracking)
         self.alerts = CostAlerts(self._config.telemetry.cost_alert_thresholds)
@@ -326,7 +331,7 @@ class Models:
             request_id=request_id,
             rollout_path=rollout_path,
         )
-        trace = self.telemetry.start_request(routing, messages)
+        trace = self.telemetry.start_request(routing, messages, call_kwargs)
         deadline = time.monotonic() + plan.timeout_s
         run = RequestRun(
             plan=plan,

@@ -30,6 +30,7 @@ class LuckyStream:
         check_finish: bool = True,
     ) -> None:
         self._inner = peeked.stream
+        self._trace = peeked.trace
         self._head: list[Any] = list(peeked.head)
         self._attempt = attempt
         self._litellm_model = litellm_model
@@ -60,6 +61,8 @@ class LuckyStream:
         except BaseException as exc:
             self._end(exc)
             raise
+        if self._trace is not None:
+            self._trace.chunk(chunk)
         return self._seen(chunk)
 
     def _seen(self, chunk: Any) -> Any:
