@@ -137,7 +137,7 @@ async def _run(quick: bool) -> dict[str, Any]:
         for config in CONFIGS if round_index % 2 == 0 else tuple(reversed(CONFIGS)):
             for scenario, spec in scenarios.items():
                 samples[scenario][config].append(await _time_calls(models[config], spec, calls))
-            samples["telemetry_only"][config].append(_time_telemetry(telemetry[config][0], calls * 5))
+            samples["telemetry_only"][config].append(_time_telemetry(telemetry[config][0], calls * 2))
             telemetry[config][1]()
 
     results: dict[str, Any] = {
