@@ -279,7 +279,7 @@ def rollout_status(ctx: click.Context) -> None:
 @rollout.command(name="enable")
 @click.pass_context
 def rollout_enable(ctx: click.Context) -> None:
-    """Turn the registry path on (percentages and test users apply again)."""
+    """Full rollout: every user on the registry path (the percentage becomes 100)."""
     from . import rollout as flags
 
     with _user_errors():
@@ -291,7 +291,7 @@ def rollout_enable(ctx: click.Context) -> None:
 @rollout.command(name="disable")
 @click.pass_context
 def rollout_disable(ctx: click.Context) -> None:
-    """Kill switch: every call takes the legacy path."""
+    """Kill switch: every call, test users included, takes the legacy path."""
     from . import rollout as flags
 
     with _user_errors():
@@ -304,7 +304,7 @@ def rollout_disable(ctx: click.Context) -> None:
 @click.argument("percent", type=float)
 @click.pass_context
 def rollout_percent(ctx: click.Context, percent: float) -> None:
-    """Share of users (0-100) on the registry path."""
+    """Gradual rollout: PERCENT (0-100) of users on the registry path; lifts a kill switch."""
     from . import rollout as flags
 
     with _user_errors():

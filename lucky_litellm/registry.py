@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from .alerts import CostAlerts
 from .calls import PeekedStream, RequestRun
 from .config import ModelsConfig, UserConfig, load_models_config, load_user_config, validate_models_config
+from .config.resolve import check_user_config
 from .errors import (
     BudgetExceededError,
     NoModelsAvailableError,
@@ -82,7 +83,7 @@ class Models:
         self._update_lock = threading.Lock()
         rollout = self._config.rollout
         self.store: FlagStore = store or store_from_url(
-            (environ or os.environ).get("LUCKY_STATE_URL") or rollout.state_url,
+            rollout.state_url_in(os.environ if environ is None else environ),
             initial=FlagState(
                 enabled=rollout.enabled,
                 percent=rollout.percent,
@@ -120,6 +121,8 @@ class Models:
         """
         config = load_user_config(source)
         parse_spec(f"user:{user_id}")  # the id must be usable in a spec
+        snapshot = self._snapshot
+        check_user_config(config, snapshot.providers, snapshot.tiers)  # typos fail here, not per call
         self._users[user_id] = config
         return config
 

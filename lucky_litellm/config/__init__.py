@@ -19,6 +19,7 @@ This package must not import litellm: `import lucky_litellm` stays cheap.
 from __future__ import annotations
 
 from ..yaml_loader import DEFAULT_LIMITS, YamlLimits, load_yaml
+from .issues import ConfigWarning
 from .load import (
     ConfigSource,
     load_models_config,
@@ -63,6 +64,7 @@ __all__ = [
     "PROVIDER_PARAMS",
     "STRATEGIES",
     "ConfigSource",
+    "ConfigWarning",
     "ExperimentConfig",
     "Millis",
     "ModelResult",

@@ -19,7 +19,12 @@ from pydantic import BaseModel, Tag, ValidationError
 from ..errors import ConfigIssue
 from ..yaml_loader import LineMap, PathPart, yaml_type_name
 
-__all__ = ["locate", "pydantic_issues"]
+__all__ = ["ConfigWarning", "locate", "pydantic_issues"]
+
+
+class ConfigWarning(UserWarning):
+    """A setting that has no effect now but may later (e.g. hedgeAfter on a tier that races only
+    while several providers are enabled)."""
 
 
 def locate(issues: Iterable[ConfigIssue], lines: LineMap | None) -> list[ConfigIssue]:
@@ -174,7 +179,7 @@ def _message(error: Mapping[str, Any], owner: type[BaseModel] | None, path: tupl
         words, name = bounds[kind]
         if kind == "greater_than_equal" and ctx.get(name) == 0:
             return "must not be negative"
-        return f"{words} {ctx.get(name):g}"
+        return f"{words} {_number(ctx.get(name))}"
     if kind == "finite_number":
         return "must be a finite number"
     message = str(error.get("msg", "invalid value"))
@@ -210,3 +215,10 @@ def _one_of(expected: str, value: object) -> str:
         if close:
             message += f" (did you mean {close[0]!r}?)"
     return message
+
+
+def _number(value: object) -> str:
+    """A bound as an author would write it: 86400000, not 8.64e+07."""
+    if isinstance(value, int | float) and float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
