@@ -257,8 +257,10 @@ def _parse(
         raise _syntax_error(exc, file) from None
     except yaml.YAMLError as exc:
         raise fail(f"YAML error: {type(exc).__name__}") from None
-    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
-        # an explicit tag PyYAML cannot build (`!!int 0b`, `!!timestamp 2001-02-30`, huge ints)
+    except Exception as exc:
+        # PyYAML's constructors raise whatever they hit on a value they cannot build (`!!int ''`:
+        # IndexError, `!!timestamp 2001-02-30`: ValueError, a 5000-digit int: ValueError); this is
+        # the one seam where that becomes ours.
         raise fail(f"a value cannot be read ({type(exc).__name__})") from None
     finally:
         loader.dispose()
