@@ -12,6 +12,8 @@ from provider problems ("the models failed"), as pydantic-ai does with `UserErro
     ├── UnknownUserError (also KeyError)
     ├── UnknownExperimentError (also KeyError)
     ├── BudgetExceededError                   the user's costLimit would be exceeded
+    ├── StateUnavailableError                 the shared state store (Redis) cannot be reached
+    │   └── BudgetUnavailableError            ... so a budgeted call is refused (onOutage policy)
     ├── ConcurrencyLimitError                 maxConcurrent slots stayed busy until the deadline
     ├── ProviderDisabledError                 a spec names a provider that is switched off
     ├── NoModelsAvailableError                every candidate was disabled or skipped
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AllModelsFailedError",
     "BudgetExceededError",
+    "BudgetUnavailableError",
     "ConcurrencyLimitError",
     "ConfigError",
     "ConfigIssue",
@@ -48,6 +51,7 @@ __all__ = [
     "ModelSpecError",
     "NoModelsAvailableError",
     "ProviderDisabledError",
+    "StateUnavailableError",
     "StrategyTimeoutError",
     "UnknownExperimentError",
     "UnknownTierError",
@@ -203,6 +207,20 @@ class BudgetExceededError(LuckyError):
             f"budget exceeded for user {user_id!r}: spent ${spent_usd:.6f} (+${needed_usd:.6f} reserved "
             f"for this request) of limit ${limit_usd:.6f}"
         )
+
+
+class StateUnavailableError(LuckyError):
+    """The shared state store cannot be reached (or holds unreadable data), so a change did not
+    land or a value could not be read."""
+
+
+class BudgetUnavailableError(StateUnavailableError):
+    """A budgeted call was refused because the shared spend ledger is unreachable and the outage
+    policy (`state.onOutage`) does not allow this process to spend for the user meanwhile."""
+
+    def __init__(self, user_id: str | None, reason: str) -> None:
+        self.user_id = user_id
+        super().__init__(f"budget of user {user_id!r} cannot be checked: {reason}")
 
 
 class ProviderDisabledError(LuckyError):

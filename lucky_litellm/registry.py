@@ -200,6 +200,7 @@ class Models:
                 max_cost=experiment.max_cost,
                 hedge_after_s=None if experiment.hedge_after is None else experiment.hedge_after / 1000.0,
                 min_agreement=experiment.min_agreement,
+                attempt_timeout_s=experiment.attempt_timeout_s,
                 experiment=name,
                 user_id=spec.user_id,
                 params=dict(experiment.params),
@@ -218,6 +219,7 @@ class Models:
                 max_cost=tier.max_cost,
                 hedge_after_s=None if tier.hedge_after_ms is None else tier.hedge_after_ms / 1000.0,
                 min_agreement=tier.min_agreement,
+                attempt_timeout_s=_seconds(tier.attempt_timeout_ms),
                 tier=tier.name,
                 skipped=tuple(skipped),
             )
@@ -458,6 +460,10 @@ class Models:
     def stats(self) -> dict[str, Any]:
         """Per model and per user: calls, errors, latency percentiles, tokens, cost, budget use."""
         return self._stats.snapshot(spent=self.store.spent)
+
+
+def _seconds(ms: float | None) -> float | None:
+    return None if ms is None else ms / 1000.0
 
 
 async def _with_deadline(coro: Coroutine[Any, Any, T], deadline: float) -> T:

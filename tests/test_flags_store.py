@@ -371,3 +371,13 @@ def test_the_rollout_cli_changes_the_shared_store(redis_server):
         [*command, "status"], env=env, check=True, capture_output=True, text=True, timeout=60
     )
     assert "researcher-9" in status.stdout and "RedisFlagStore" in status.stdout
+
+
+def test_the_state_outage_policy_defaults_to_local_share_and_refuses_unknown_values():
+    from lucky_litellm.config import validate_models_config
+    from lucky_litellm.errors import ConfigError
+
+    assert validate_models_config({}).state.on_outage == "local-share"
+    assert validate_models_config({"state": {"onOutage": "fail-closed"}}).state.on_outage == "fail-closed"
+    with pytest.raises(ConfigError, match="state.onOutage"):
+        validate_models_config({"state": {"onOutage": "optimistic"}})
