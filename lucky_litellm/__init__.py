@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     AllModelsFailedError,
+    AttemptTimeoutError,
     BudgetExceededError,
     ConcurrencyLimitError,
     ConfigError,
@@ -84,6 +85,7 @@ _LAZY = {
 __all__ = [
     "AllModelsFailedError",
     "Attempt",
+    "AttemptTimeoutError",
     "BudgetExceededError",
     "ConcurrencyLimitError",
     "ConfigError",

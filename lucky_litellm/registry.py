@@ -22,19 +22,18 @@ from .calls import PeekedStream, RequestRun
 from .config import ModelsConfig, UserConfig, load_models_config, load_user_config, validate_models_config
 from .config.resolve import check_user_config
 from .errors import (
-    BudgetExceededError,
     NoModelsAvailableError,
     StrategyTimeoutError,
     UnknownExperimentError,
     UnknownUserError,
 )
-from .flags_store import FlagState, FlagStore, store_from_url
 from .limits import ConcurrencyLimiter, estimate_cost, estimate_prompt_tokens
 from .plan import Plan
 from .providers import ProviderDisabledError, ProviderTable, Target
 from .retry import RetryPolicy
 from .routing import Routing, attach_routing
 from .spec import ModelSpec, parse_spec
+from .state import FlagState, State, state_from_url
 from .stats import Stats
 from .strategies import run_strategy
 from .stream import LuckyStream
@@ -69,7 +68,7 @@ class Models:
         self,
         config: ModelsConfig | Mapping[str, Any] | None = None,
         *,
-        store: FlagStore | None = None,
+        state: State | None = None,
         telemetry: Telemetry | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
@@ -82,7 +81,7 @@ class Models:
         self._users: dict[str, UserConfig] = {}
         self._update_lock = threading.Lock()
         rollout = self._config.rollout
-        self.store: FlagStore = store or store_from_url(
+        self.state: State = state or state_from_url(
             rollout.state_url_in(os.environ if environ is None else environ),
             initial=FlagState(
                 enabled=rollout.enabled,
@@ -90,6 +89,7 @@ class Models:
                 test_users=frozenset(rollout.test_users),
                 salt=rollout.salt,
             ),
+            on_outage=self._config.state.on_outage,
         )
         self.telemetry = telemetry or Telemetry(capture_content=self._config.telemetry.capture_content)
         self.limiter = ConcurrencyLimiter()
@@ -99,6 +99,11 @@ class Models:
             self.load_user_config(user_id, source)
 
     # -- configuration -------------------------------------------------------------------------
+
+    @property
+    def store(self) -> State:
+        """The rollout flags and spend ledger (`state`); `store.spent(user)` reads synchronously."""
+        return self.state
 
     @property
     def config(self) -> ModelsConfig:
@@ -360,10 +365,10 @@ class Models:
             routing.cost_usd = sum(attempt.cost_usd for attempt in routing.attempts)
             try:
                 if owner and cost_limit is not None:
-                    spent = self.store.settle_spend(owner, reserved, routing.cost_usd)
+                    spent = self.state.spend.settle(owner, reserved, routing.cost_usd)
                     self.alerts.observe(owner, spent, cost_limit, trace.span)
                 elif owner and routing.cost_usd:
-                    self.store.add_spend(owner, routing.cost_usd)
+                    self.state.spend.add(owner, routing.cost_usd)
             finally:
                 if acquired and slot_key is not None:
                     self.limiter.release(slot_key)
@@ -383,7 +388,7 @@ class Models:
             )
             targets = self._within_cost(run, plan, estimates)
             if owner and cost_limit is not None:
-                reserved = self._reserve(owner, plan.strategy, targets, estimates, cost_limit)
+                reserved = await self._reserve(owner, plan.strategy, targets, estimates, cost_limit)
             result = await _with_deadline(run_strategy(run, targets), deadline)
         except asyncio.TimeoutError:
             error = StrategyTimeoutError(plan.spec, plan.timeout_s, routing.attempts)
@@ -433,7 +438,7 @@ class Models:
         max_tokens = kwargs.get("max_tokens") or kwargs.get("max_completion_tokens")
         return {t.spec: estimate_cost(t.litellm_model, prompt_tokens, max_tokens) for t in plan.targets}
 
-    def _reserve(
+    async def _reserve(
         self,
         owner: str,
         strategy: str,
@@ -445,10 +450,7 @@ class Models:
         costs = [estimates.get(t.spec) or 0.0 for t in targets]
         # race and consensus may bill every model; first and fallback pay for one success
         amount = sum(costs) if strategy in ("race", "consensus") else max(costs, default=0.0)
-        spent = self.store.spent(owner)
-        if amount <= 0 and spent >= limit:
-            raise BudgetExceededError(owner, spent, limit, amount)
-        self.store.reserve_spend(owner, amount, limit)
+        await self.state.spend.reserve(owner, amount, limit)  # also refuses a spent-out user
         return amount
 
     # -- stats ---------------------------------------------------------------------------------
@@ -459,7 +461,7 @@ class Models:
 
     def stats(self) -> dict[str, Any]:
         """Per model and per user: calls, errors, latency percentiles, tokens, cost, budget use."""
-        return self._stats.snapshot(spent=self.store.spent)
+        return self._stats.snapshot(spent=self.state.spent)
 
 
 def _seconds(ms: float | None) -> float | None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .calls import PeekedStream, cost_from_tokens, finished_properly
-from .errors import IncompleteStreamError
+from .errors import IncompleteStreamError, redact, scrub_exception
 from .routing import Attempt
 
 __all__ = ["LuckyStream"]
@@ -30,6 +30,7 @@ class LuckyStream:
         check_finish: bool = True,
     ) -> None:
         self._inner = peeked.stream
+        self._secrets = peeked.secrets
         self._head: list[Any] = list(peeked.head)
         self._attempt = attempt
         self._litellm_model = litellm_model
@@ -84,7 +85,9 @@ class LuckyStream:
                 self._litellm_model, attempt.input_tokens or 0, attempt.output_tokens or 0
             )
         if error is not None:
-            attempt.error = str(error)[:300]
+            # an error raised mid-stream may echo the key; it is re-raised to the caller as is
+            scrub_exception(error, self._secrets)
+            attempt.error = redact(str(error))[:300]
             attempt.error_type = type(error).__qualname__
         self._on_end(error)
 

@@ -78,10 +78,10 @@ def test_tiers_prints_a_table_with_prices(runner):
 
 
 def test_rollout_percent_updates_the_store_and_refuses_bad_values(runner):
-    result = runner.invoke(main, ["rollout", "percent", "25"])
+    result = runner.invoke(main, ["rollout", "percent", "25", "--local"])
     assert result.exit_code == 0, result.output
     assert "25" in result.output
-    result = runner.invoke(main, ["rollout", "percent", "250"])
+    result = runner.invoke(main, ["rollout", "percent", "250", "--local"])
     assert result.exit_code == 1
 
 

@@ -64,6 +64,12 @@ class Behavior:
     """Streaming only: send this many content chunks, then end without finish_reason/[DONE]."""
     stream_cut_reset: bool = False
     """With `stream_cut_after`: break the connection instead of ending the HTTP body cleanly."""
+    stream_error_after: int | None = None
+    """Streaming only: send this many content chunks, then an OpenAI-style error event
+    (`data: {"error": {...}}`, carrying `error_message` and `status`) and end the stream."""
+    tool_calls: tuple[tuple[str, str], ...] | None = None
+    """Answer with these tool calls, each `(function name, JSON arguments text)`, instead of text
+    (content null, finish_reason "tool_calls"); not for streams."""
     finish_reason: str = "stop"
     """finish_reason of the answer."""
     response_model: str | None = None
@@ -81,6 +87,8 @@ class Behavior:
             raise ValueError("retry_after must be >= 0")
         if self.stream_cut_after is not None and self.stream_cut_after < 0:
             raise ValueError("stream_cut_after must be >= 0")
+        if self.stream_error_after is not None and self.stream_error_after < 0:
+            raise ValueError("stream_error_after must be >= 0")
         if self.stream_cut_reset and self.stream_cut_after is None:
             raise ValueError("stream_cut_reset needs stream_cut_after")
 
