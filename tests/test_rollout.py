@@ -143,17 +143,30 @@ def test_a_user_id_with_a_lone_surrogate_gets_a_stable_decision(flags):
     assert first.reason in ("percent", "outside_percent")
 
 
-def test_cli_enable_after_percent_rolls_out_to_everyone():
+def test_cli_follows_the_migration_plan_on_a_shared_store():
+    """`lucky-litellm rollout percent 25` then `rollout enable`: everyone, as another process sees it."""
     from click.testing import CliRunner
 
     from lucky_litellm.cli import main
+    from lucky_litellm.state import state_from_url
+    from lucky_litellm.testing.redis_server import RedisServer
 
-    set_default_models(None)
-    try:
-        runner = CliRunner()
-        assert runner.invoke(main, ["rollout", "percent", "25"]).exit_code == 0
-        result = runner.invoke(main, ["rollout", "enable"])
+    def cli(*args: str) -> None:
+        set_default_models(None)  # each command is a fresh CLI process
+        result = runner.invoke(main, ["rollout", *args])
         assert result.exit_code == 0, result.output
-        assert "percent: 100" in result.output
-    finally:
-        set_default_models(None)
+
+    with RedisServer() as server:
+        runner = CliRunner(env={"LUCKY_STATE_URL": server.url})
+        other = state_from_url(server.url)
+        try:
+            cli("percent", "25")
+            cli("enable")
+            assert (other.flags.read().enabled, other.flags.read().percent) == (True, 100)
+            cli("disable")
+            assert other.flags.read().enabled is False
+            cli("percent", "10")
+            assert (other.flags.read().enabled, other.flags.read().percent) == (True, 10)
+        finally:
+            other.close()
+            set_default_models(None)
