@@ -3,7 +3,8 @@
 
     python -m benchmarks.run            # full run (a few minutes on 2 cores)
     python -m benchmarks.run --quick    # smaller samples, for a smoke test
-    python -m benchmarks.run --only hedging,import
+    python -m benchmarks.run --only=hedging,import
+    python -m benchmarks.run --only=overhead --freeze   # also the overhead matrix after gc.freeze()
 """
 
 from __future__ import annotations
@@ -19,12 +20,23 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from benchmarks import bench_hedging, bench_import, bench_memory, bench_overhead, bench_proxy, bench_tracing
+from benchmarks import (
+    bench_hedging,
+    bench_import,
+    bench_memory,
+    bench_overhead,
+    bench_proxy,
+    bench_tracing,
+    profile_breakdown,
+)
 
 RESULTS = Path(__file__).with_name("results.json")
 
+FREEZE = "--freeze" in sys.argv
+"""`--freeze`: the overhead benchmark also reports its matrix after `gc.freeze()` (reference)."""
+
 BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
-    "overhead": bench_overhead.run,
+    "overhead": lambda quick: bench_overhead.run(quick, freeze=FREEZE),
     "hedging": bench_hedging.run,
     "import": bench_import.run,
     "memory": bench_memory.run,
@@ -38,33 +50,7 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     rows: list[tuple[str, str, str, bool | None]] = []
     overhead = results.get("overhead")
     if overhead:
-        for kind in ("mock", "http"):
-            data = overhead[kind]
-            rows.append(
-                (
-                    f"complete/raw acompletion, first, c=50, {kind}",
-                    f"{data['ratio_first']:.2f}",
-                    ">= 0.90",
-                    data["ratio_first"] >= 0.90,
-                )
-            )
-            rows.append(
-                (
-                    f"fallback: ours/raw vs Router/raw, {kind}",
-                    f"{data['ratio_fallback']:.2f} vs {data['ratio_router']:.2f}",
-                    "ours >= 0.90, > Router",
-                    data["ratio_fallback"] >= 0.90 and data["ratio_fallback"] > data["ratio_router"],
-                )
-            )
-        latency = overhead["latency_c1"]
-        rows.append(
-            (
-                "added latency per call, c=1 (p50 / p99)",
-                f"{latency['added_p50_us']} / {latency['added_p99_us']} us",
-                "report",
-                None,
-            )
-        )
+        rows.extend(bench_overhead.rows(overhead))
     hedging = results.get("hedging")
     if hedging:
         rows.append(
@@ -144,7 +130,7 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
 
 
 def _print_table(rows: list[tuple[str, str, str, bool | None]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(3)]
     print(f"\n{'measure':<{widths[0]}}  {'value':<{widths[1]}}  {'target':<{widths[2]}}  result")
     for measure, value, target, met in rows:
         mark = "-" if met is None else ("PASS" if met else "FAIL")
@@ -165,6 +151,9 @@ def main(argv: list[str]) -> int:
         results[name]["seconds"] = round(time.perf_counter() - started, 1)
     rows = _rows(results)
     _print_table(rows)
+    if "breakdown" in results.get("overhead", {}):
+        print()
+        print(profile_breakdown.format_table(results["overhead"]["breakdown"]))
     results["table"] = [{"measure": m, "value": v, "target": t, "met": ok} for m, v, t, ok in rows]
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(

@@ -22,7 +22,8 @@ from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import AttemptTimeoutError, IncompleteStreamError, redact, scrub_exception
+from .errors import AttemptTimeoutError, EmptyAnswerError, IncompleteStreamError, redact, scrub_exception
+from .pricing import cost_from_tokens, response_cost
 from .retry import RetryPolicy
 from .routing import Attempt, Routing
 
@@ -61,6 +62,8 @@ class PeekedStream:
     head: list[Any]
     secrets: tuple[str, ...] = ()
     """Credentials the call was made with: removed from any error the stream raises later."""
+    target: Target | None = None
+    """The model streaming, so a stream nobody reads to the end (a race's loser) can be billed."""
 
     async def aclose(self) -> None:
         close = getattr(self.stream, "aclose", None)
@@ -135,7 +138,6 @@ class RequestRun:
             raise
         attempt.latency_ms = (time.perf_counter() - started) * 1000
         if not self.stream:
-            record_response(attempt, result, target.litellm_model)
             span.call_done(attempt)
         return result
 
@@ -169,8 +171,11 @@ class RequestRun:
             model=target.litellm_model, messages=list(self.messages), **kwargs
         )
         if not self.stream:
+            record_response(attempt, response, target)  # billed even when it is no answer
+            if not _has_answer(response):
+                raise EmptyAnswerError(target.spec)
             return response
-        peeked = PeekedStream(response, [], secrets_of(target, self.kwargs))
+        peeked = PeekedStream(response, [], secrets_of(target, self.kwargs), target)
         try:
             while True:
                 chunk = await response.__anext__()
@@ -184,8 +189,12 @@ class RequestRun:
         except StopAsyncIteration:
             await peeked.aclose()
             raise IncompleteStreamError(target.spec, len(peeked.head)) from None
-        except BaseException:
+        except BaseException as exc:
             await peeked.aclose()
+            if isinstance(exc, asyncio.CancelledError):  # a race's loser: its prompt was processed
+                from .stream import bill_partial_stream
+
+                bill_partial_stream(attempt, target, self.messages, peeked.head)
             raise
 
 
@@ -239,6 +248,14 @@ def record_failure(attempt: Attempt, exc: BaseException, secrets: Sequence[str] 
     attempt.error = redact(str(exc))[:_ERROR_TEXT_LIMIT]
 
 
+def _has_answer(response: Any) -> bool:
+    """A response with at least one choice carrying a message: anything else is a failure."""
+    choices = getattr(response, "choices", None)
+    if not choices:
+        return False
+    return getattr(choices[0], "message", None) is not None
+
+
 def _has_content(chunk: Any) -> bool:
     """True once a chunk carries part of the answer (not just the assistant role)."""
     for choice in getattr(chunk, "choices", None) or ():
@@ -267,7 +284,7 @@ def usage_of(response: Any) -> tuple[int | None, int | None]:
     return getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
 
 
-def record_response(attempt: Attempt, response: Any, litellm_model: str) -> None:
+def record_response(attempt: Attempt, response: Any, target: Target | str) -> None:
     """Copy tokens, model, answer text and cost of a finished response onto its attempt."""
     attempt.input_tokens, attempt.output_tokens = usage_of(response)
     attempt.response_model = getattr(response, "model", None)
@@ -275,33 +292,4 @@ def record_response(attempt: Attempt, response: Any, litellm_model: str) -> None
         attempt.content = response.choices[0].message.content
     except (AttributeError, IndexError, TypeError):
         attempt.content = None
-    attempt.cost_usd = response_cost(response, litellm_model)
-
-
-def response_cost(response: Any, litellm_model: str) -> float:
-    """USD cost litellm computed for the response, or priced from its usage when it did not."""
-    hidden = getattr(response, "_hidden_params", None) or {}
-    cost = hidden.get("response_cost")
-    if isinstance(cost, int | float):
-        return float(cost)
-    prompt, completion = usage_of(response)
-    return cost_from_tokens(litellm_model, prompt or 0, completion or 0)
-
-
-def cost_from_tokens(litellm_model: str, prompt_tokens: int, completion_tokens: int) -> float:
-    """USD for a token count: litellm's cost map, else the upstream vendor's price for resellers
-    (litellm's offline map has no OpenRouter entries), else 0."""
-    import litellm
-
-    try:
-        prompt_cost, completion_cost = litellm.cost_per_token(
-            model=litellm_model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
-        )
-    except Exception:
-        from .tiers import model_price
-
-        price = model_price(litellm_model)
-        if price is None:
-            return 0.0
-        return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1_000_000
-    return float(prompt_cost) + float(completion_cost)
+    attempt.cost_usd = response_cost(response, target)

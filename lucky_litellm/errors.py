@@ -21,7 +21,8 @@ from provider problems ("the models failed"), as pydantic-ai does with `UserErro
     ├── ConsensusError                        answers came back but no group reached quorum
     ├── StrategyTimeoutError (also TimeoutError)   the experiment deadline expired
     ├── AttemptTimeoutError (also TimeoutError)    one call outlived its attemptTimeout (transient)
-    └── IncompleteStreamError                 the upstream cut a stream before it finished
+    ├── IncompleteStreamError                 the upstream cut a stream before it finished
+    └── EmptyAnswerError                      a 200 without choices: counts as a failed attempt
 
 Messages never contain API keys: `redact` scrubs anything that looks like one before it is
 stored in an error.
@@ -48,6 +49,7 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "ConsensusError",
+    "EmptyAnswerError",
     "IncompleteStreamError",
     "LuckyError",
     "ModelSpecError",
@@ -354,3 +356,12 @@ class IncompleteStreamError(LuckyError):
         self.model = model
         self.chunks = chunks
         super().__init__(f"stream from {model!r} ended after {chunks} chunks without finishing")
+
+
+class EmptyAnswerError(LuckyError):
+    """The upstream answered 200 without a choice or a message: a failed attempt, not an answer
+    (a fallback moves on, a race keeps waiting)."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        super().__init__(f"{model!r} answered without any choice (empty `choices`)")

@@ -177,7 +177,7 @@ class Rollout:
 
         attempt.latency_ms = routing.latency_ms = (time.perf_counter() - started) * 1000
         if not kwargs.get("stream"):
-            record_response(attempt, response, target.litellm_model)
+            record_response(attempt, response, target)
         attempt.outcome = "won"
         routing.winner = target.spec
         routing.cost_usd = attempt.cost_usd

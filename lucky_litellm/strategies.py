@@ -96,16 +96,17 @@ async def race(run: RequestRun, targets: Sequence[Target]) -> Any:
                 pending = {task for task in tasks if not task.done()}
         raise _fail(run)
     finally:
-        await _cancel_all(tasks)
+        await _cancel_all(tasks, run)
 
 
 def _in_launch_order(done: set[asyncio.Task[Any]], tasks: dict[asyncio.Task[Any], Attempt]) -> list[Any]:
     return [task for task in tasks if task in done]
 
 
-async def _cancel_all(tasks: dict[asyncio.Task[Any], Attempt]) -> None:
+async def _cancel_all(tasks: dict[asyncio.Task[Any], Attempt], run: RequestRun | None = None) -> None:
     """Cancel the losers and wait for them, closing streams they had opened; completed losers
-    keep their cost (they are billed) and are marked lost."""
+    keep their cost (they are billed, streams for the prompt and what they had sent) and are
+    marked lost."""
     for task in tasks:
         if not task.done():
             task.cancel()
@@ -119,6 +120,10 @@ async def _cancel_all(tasks: dict[asyncio.Task[Any], Attempt]) -> None:
             attempt.outcome = "lost"
         if isinstance(result, PeekedStream):
             await result.aclose()
+            if run is not None and result.target is not None:
+                from .stream import bill_partial_stream
+
+                bill_partial_stream(attempt, result.target, run.messages, result.head)
 
 
 async def consensus(run: RequestRun, targets: Sequence[Target]) -> Any:

@@ -107,6 +107,7 @@ class RedisConnection:
             redis.exceptions.ConnectionError,  # includes authentication and "loading" errors
             redis.exceptions.TimeoutError,
             redis.exceptions.ReadOnlyError,  # a replica after failover: writes cannot land
+            redis.exceptions.OutOfMemoryError,  # maxmemory reached: writes cannot land either
             OSError,
         )
         self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (

@@ -356,6 +356,7 @@ class FakeUpstream:
             finish_reason="tool_calls" if tools is not None else behavior.finish_reason,
             usage=self._usage(call, "" if tools is not None else content),
             tool_calls=tools,
+            empty_choices=behavior.empty_choices,
         )
         self._state.end(call, "ok")
         return web.Response(body=body, headers={**headers, **_JSON})
@@ -384,6 +385,8 @@ class FakeUpstream:
             )
             for i, word in enumerate(words)
         ]
+        if behavior.first_chunk_delay_ms > 0:
+            await asyncio.sleep(behavior.first_chunk_delay_ms / 1000.0)
         failed_after = behavior.stream_error_after
         if failed_after is not None:
             await self._send(response, events[:failed_after], behavior.chunk_delay_ms)
@@ -474,7 +477,7 @@ class FakeUpstream:
         content = call.behavior.content
         return f"answer from {call.model}" if content is None else content
 
-    def _usage(self, call: Call, content: str) -> dict[str, int]:
+    def _usage(self, call: Call, content: str) -> dict[str, Any]:
         behavior = call.behavior
         prompt = behavior.prompt_tokens
         if prompt is None:
@@ -482,4 +485,7 @@ class FakeUpstream:
         completion = behavior.completion_tokens
         if completion is None:
             completion = len(content.split())
-        return payloads.usage(prompt, completion)
+        limit = call.body.get("max_completion_tokens") or call.body.get("max_tokens")
+        if behavior.honor_max_tokens and isinstance(limit, int) and limit > 0:
+            completion = min(completion, limit)  # a real model stops at max_tokens
+        return payloads.usage(prompt, completion, behavior.cached_tokens)

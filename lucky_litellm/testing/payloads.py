@@ -101,12 +101,15 @@ def count_prompt_tokens(body: Mapping[str, Any]) -> int:
     return max(total, 1)
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {
+def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
+    if cached_tokens is not None:
+        body["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
+    return body
 
 
 def completion(
@@ -116,8 +119,9 @@ def completion(
     model: str,
     content: str | None,
     finish_reason: str,
-    usage: dict[str, int],
+    usage: dict[str, Any],
     tool_calls: Iterable[tuple[str, str]] | None = None,
+    empty_choices: bool = False,
 ) -> bytes:
     message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
     if tool_calls is not None:
@@ -125,6 +129,9 @@ def completion(
             {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": arguments}}
             for i, (name, arguments) in enumerate(tool_calls)
         ]
+    choices: list[dict[str, Any]] = [
+        {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
+    ]
     return dumps(
         {
             "id": call_id,
@@ -133,14 +140,7 @@ def completion(
             "model": model,
             "system_fingerprint": "fp_fake",
             "service_tier": "default",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "logprobs": None,
-                    "finish_reason": finish_reason,
-                }
-            ],
+            "choices": [] if empty_choices else choices,
             "usage": usage,
         }
     )
@@ -153,7 +153,7 @@ def chunk_event(
     model: str,
     delta: dict[str, Any] | None = None,
     finish_reason: str | None = None,
-    usage: dict[str, int] | None = None,
+    usage: dict[str, Any] | None = None,
 ) -> bytes:
     """One SSE event. `delta=None` with `usage` gives the usage-only chunk (empty choices)."""
     payload: dict[str, Any] = {
