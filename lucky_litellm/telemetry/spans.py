@@ -260,9 +260,10 @@ class AttemptTrace:
     def prepare(self, call_kwargs: dict[str, Any]) -> None:
         """Adjust litellm's call kwargs, in place, when litellm's own otel callback is installed:
         its spans go under this one, and it logs no content unless capture is on."""
-        # an invalid (no-op) span as parent would make litellm's spans roots: leave them be then
-        if litellm_otel_active() and self.span.get_span_context().is_valid:
-            prepare_litellm_call(self.span, self.owner.telemetry.capture_content, call_kwargs)
+        if litellm_otel_active():
+            # an invalid (no-op) span as parent would make litellm's spans roots: none then
+            span = self.span if self.span.get_span_context().is_valid else None
+            prepare_litellm_call(span, self.owner.telemetry.capture_content, call_kwargs)
 
     def chunk(self, chunk: Any) -> None:
         """One streamed chunk arrived: note its time, id, model, finish reason (and text when
