@@ -48,7 +48,7 @@ def test_models_config_and_every_referenced_user_file_validate() -> None:
 
     assert set(config.providers) == {"openai", "anthropic", "openrouter", "groq", "local"}
     assert config.providers["local"].litellm_provider == "openai"
-    assert config.providers["local"].api_base == "http://127.0.0.1:11434/v1"
+    assert config.providers["local"].api_base_env == "LUCKY_LOCAL_API_BASE"  # on only when set
     assert {Path(str(entry)).name for entry in config.users.values()} == {path.name for path in USER_FILES}
     assert all(isinstance(user, UserConfig) for user in users.values())
 
