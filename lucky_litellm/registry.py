@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Coroutine, Mapping, Sequence
@@ -332,6 +334,9 @@ class Models:
             request_id=request_id,
             rollout_path=rollout_path,
         )
+        if "litellm" not in sys.modules:
+            # the first call of a process loads litellm (seconds): off the loop, before the deadline
+            await asyncio.to_thread(importlib.import_module, "litellm")
         trace = self.telemetry.start_request(routing, messages)
         deadline = time.monotonic() + plan.timeout_s
         run = RequestRun(
