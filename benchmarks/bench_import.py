@@ -28,7 +28,7 @@ print(seconds, int(fields["VmHWM"].split()[0]), int(fields["VmRSS"].split()[0]))
 """
 
 
-def _measure(statement: str, runs: int) -> dict[str, float]:
+def _measure(statement: str, runs: int) -> dict[str, Any]:
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     seconds, peak_kb = [], []
     for _ in range(runs):

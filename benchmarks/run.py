@@ -4,6 +4,7 @@
     python -m benchmarks.run            # full run (a few minutes on 2 cores)
     python -m benchmarks.run --quick    # smaller samples, for a smoke test
     python -m benchmarks.run --only hedging,import     # or --only=hedging,import
+    python -m benchmarks.run --only=overhead --freeze   # also the overhead matrix after gc.freeze()
 
 Only a full run writes `benchmarks/results.json` (the committed figures); a quick or partial run
 writes `benchmarks/results.partial.json`. A benchmark that fails is reported as a failed row and
@@ -25,13 +26,24 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from benchmarks import bench_hedging, bench_import, bench_memory, bench_overhead, bench_proxy, bench_tracing
+from benchmarks import (
+    bench_hedging,
+    bench_import,
+    bench_memory,
+    bench_overhead,
+    bench_proxy,
+    bench_tracing,
+    profile_breakdown,
+)
 
 RESULTS = Path(__file__).with_name("results.json")
 PARTIAL = Path(__file__).with_name("results.partial.json")
 
+FREEZE = False
+"""`--freeze`: the overhead benchmark also reports its matrix after `gc.freeze()` (reference)."""
+
 BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
-    "overhead": bench_overhead.run,
+    "overhead": lambda quick: bench_overhead.run(quick, freeze=FREEZE),
     "hedging": bench_hedging.run,
     "import": bench_import.run,
     "memory": bench_memory.run,
@@ -45,33 +57,7 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     rows: list[tuple[str, str, str, bool | None]] = []
     overhead = results.get("overhead")
     if overhead:
-        for kind in ("mock", "http"):
-            data = overhead[kind]
-            rows.append(
-                (
-                    f"complete/raw acompletion, first, c=50, {kind}",
-                    f"{data['ratio_first']:.2f}",
-                    ">= 0.90",
-                    data["ratio_first"] >= 0.90,
-                )
-            )
-            rows.append(
-                (
-                    f"fallback: ours/raw vs Router/raw, {kind}",
-                    f"{data['ratio_fallback']:.2f} vs {data['ratio_router']:.2f}",
-                    "ours >= 0.90, > Router",
-                    data["ratio_fallback"] >= 0.90 and data["ratio_fallback"] > data["ratio_router"],
-                )
-            )
-        latency = overhead["latency_c1"]
-        rows.append(
-            (
-                "added latency per call, c=1 (p50 / p99)",
-                f"{latency['added_p50_us']} / {latency['added_p99_us']} us",
-                "report",
-                None,
-            )
-        )
+        rows.extend(bench_overhead.rows(overhead))
     hedging = results.get("hedging")
     if hedging:
         rows.append(
@@ -168,6 +154,9 @@ def _parser() -> argparse.ArgumentParser:
         help=f"run only these ({', '.join(BENCHES)}); `--only a,b` or `--only=a,b`",
     )
     parser.add_argument(
+        "--freeze", action="store_true", help="overhead: also the matrix after gc.freeze() (reference)"
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         help=f"where to write the results (default: {RESULTS.name} for a full run, {PARTIAL.name} otherwise)",
@@ -186,7 +175,9 @@ def _names(value: str) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    global FREEZE
     args = _parser().parse_args(argv)
+    FREEZE = args.freeze
     selected: list[str] = args.only or list(BENCHES)
     full = selected == list(BENCHES) and not args.quick
     # Only a full run replaces the committed figures: a quick or partial run must not overwrite them.
@@ -214,6 +205,9 @@ def main(argv: list[str]) -> int:
     rows += [(f"{name}: benchmark failed", results[name]["error"][:60], "runs", False) for name in failed]
     if rows:
         _print_table(rows)
+    if "breakdown" in results.get("overhead", {}):
+        print()
+        print(profile_breakdown.format_table(results["overhead"]["breakdown"]))
     results["table"] = [{"measure": m, "value": v, "target": t, "met": ok} for m, v, t, ok in rows]
     results["seconds"] = round(time.perf_counter() - run_started, 1)
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -10,11 +10,12 @@ import random
 import signal
 import sys
 import threading
+from collections.abc import Callable
 
 from lucky_litellm.testing import Behavior, FakeUpstream
 
 
-def latency_fn(seed: int, fast_ms: float, slow_ms: float, share: float):  # type: ignore[no-untyped-def]
+def latency_fn(seed: int, fast_ms: float, slow_ms: float, share: float) -> Callable[[int], float]:
     rng = random.Random(seed)
     pattern = [slow_ms if rng.random() < share else fast_ms for _ in range(100_000)]
     return lambda index: pattern[index % len(pattern)]

@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     AllModelsFailedError,
+    AttemptTimeoutError,
     BudgetExceededError,
     ConcurrencyLimitError,
     ConfigError,
     ConfigIssue,
     ConsensusError,
+    EmptyAnswerError,
     IncompleteStreamError,
     LuckyError,
     ModelSpecError,
@@ -84,12 +86,14 @@ _LAZY = {
 __all__ = [
     "AllModelsFailedError",
     "Attempt",
+    "AttemptTimeoutError",
     "BudgetExceededError",
     "ConcurrencyLimitError",
     "ConfigError",
     "ConfigIssue",
     "ConsensusError",
     "CostAlert",
+    "EmptyAnswerError",
     "ExperimentConfig",
     "IncompleteStreamError",
     "LuckyError",

@@ -3,6 +3,12 @@
 Every strategy runs its models through `RequestRun.attempt`, so retries, deadlines, cost
 accounting and tracing behave the same whichever strategy is chosen. A strategy only decides
 which attempts to start and which result wins.
+
+Each call has a time budget inside the request's deadline (`attemptTimeout`, or a share derived
+from the deadline and the strategy, see `call_budget_s`), enforced by an asyncio timeout around
+the call: a hung model then fails like any transient error (retried, or the next model tried)
+instead of taking the whole deadline with it. The budget is never passed to litellm as a
+per-call `timeout`: litellm keys its cached HTTP clients on that value.
 """
 
 from __future__ import annotations
@@ -10,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import IncompleteStreamError, redact, scrub_exception
+from .errors import AttemptTimeoutError, EmptyAnswerError, IncompleteStreamError, redact, scrub_exception
+from .pricing import cost_from_tokens, response_cost
 from .retry import RetryPolicy
 from .routing import Attempt, Routing
 
@@ -24,7 +32,17 @@ if TYPE_CHECKING:
     from .providers import Target
     from .telemetry import RequestTrace
 
-__all__ = ["PeekedStream", "RequestRun", "cost_from_tokens", "record_response", "response_cost", "usage_of"]
+__all__ = [
+    "PeekedStream",
+    "RequestRun",
+    "call_budget_s",
+    "cost_from_tokens",
+    "record_failure",
+    "record_response",
+    "response_cost",
+    "secrets_of",
+    "usage_of",
+]
 
 _ERROR_TEXT_LIMIT = 300
 _LITELLM_TIMEOUT_MARGIN_S = 1.0
@@ -42,6 +60,10 @@ class PeekedStream:
 
     stream: Any
     head: list[Any]
+    secrets: tuple[str, ...] = ()
+    """Credentials the call was made with: removed from any error the stream raises later."""
+    target: Target | None = None
+    """The model streaming, so a stream nobody reads to the end (a race's loser) can be billed."""
 
     async def aclose(self) -> None:
         close = getattr(self.stream, "aclose", None)
@@ -63,9 +85,22 @@ class RequestRun:
     retry: RetryPolicy
     stream: bool = False
     started: float = field(default_factory=time.perf_counter)
+    call_budget_s: float | None = field(init=False)
+    """Longest one call may take (None: only the deadline bounds it); see `call_budget_s`."""
+
+    def __post_init__(self) -> None:
+        self.call_budget_s = call_budget_s(self.plan)
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
+
+    def share_of_deadline(self, models_left: int) -> float:
+        """End (monotonic) of the next model's turn when `models_left` models may still need
+        the time that is left: an equal share each, at least one call budget, never past the
+        deadline. The last model gets everything that remains."""
+        now = time.monotonic()
+        share = (self.deadline - now) / max(models_left, 1)
+        return min(now + max(share, self.call_budget_s or 0.0), self.deadline)
 
     def new_attempt(self, target: Target) -> Attempt:
         attempt = Attempt(model=target.spec)
@@ -78,35 +113,46 @@ class RequestRun:
         self.trace.skipped(attempt)
         return attempt
 
-    async def attempt(self, target: Target, attempt: Attempt) -> Any:
+    async def attempt(self, target: Target, attempt: Attempt, *, until: float | None = None) -> Any:
         """Run `target` (with retries) and return its response, or a `PeekedStream` when streaming.
 
-        Leaves `attempt.outcome` as "pending" on success: the strategy decides won/lost.
+        `until` (monotonic) ends this model's turn before the request's deadline: its calls and
+        retries stop there, so a fallback keeps time for the models after it. Leaves
+        `attempt.outcome` as "pending" on success: the strategy decides won/lost.
         """
         span = self.trace.start_attempt(target, attempt)
         started = time.perf_counter()
         attempt.started_ms = (started - self.started) * 1000
+        end = self.deadline if until is None else min(until, self.deadline)
         try:
-            result = await self.retry.run(functools.partial(self._call_once, target, attempt), self.deadline)
+            result = await self.retry.run(functools.partial(self._call_bounded, target, attempt, end), end)
         except asyncio.CancelledError:
             attempt.outcome = "cancelled"
             attempt.latency_ms = (time.perf_counter() - started) * 1000
             span.call_done(attempt)
             raise
         except Exception as exc:
-            scrub_exception(exc, [str(target.kwargs.get("api_key") or "")])
-            attempt.outcome = "failed"
+            record_failure(attempt, exc, secrets_of(target, self.kwargs))
             attempt.latency_ms = (time.perf_counter() - started) * 1000
-            attempt.exception = exc
-            attempt.error_type = type(exc).__qualname__
-            attempt.error = redact(str(exc))[:_ERROR_TEXT_LIMIT]
             span.call_done(attempt, error=exc)
             raise
         attempt.latency_ms = (time.perf_counter() - started) * 1000
         if not self.stream:
-            record_response(attempt, result, target.litellm_model)
             span.call_done(attempt)
         return result
+
+    async def _call_bounded(self, target: Target, attempt: Attempt, end: float) -> Any:
+        """One call, cancelled at its budget's end. When only the request's deadline bounds it,
+        no timer of its own is set: the deadline's expiry is the request's timeout, not a
+        failure of this model."""
+        now = time.monotonic()
+        limit = end if self.call_budget_s is None else min(end, now + self.call_budget_s)
+        if limit >= self.deadline:
+            return await self._call_once(target, attempt)
+        budget = limit - now
+        if budget <= 0:
+            raise AttemptTimeoutError(target.spec, 0.0)
+        return await _within(self._call_once(target, attempt), budget, target.spec)
 
     async def _call_once(self, target: Target, attempt: Attempt) -> Any:
         import litellm
@@ -125,8 +171,11 @@ class RequestRun:
             model=target.litellm_model, messages=list(self.messages), **kwargs
         )
         if not self.stream:
+            record_response(attempt, response, target)  # billed even when it is no answer
+            if not _has_answer(response):
+                raise EmptyAnswerError(target.spec)
             return response
-        peeked = PeekedStream(response, [])
+        peeked = PeekedStream(response, [], secrets_of(target, self.kwargs), target)
         try:
             while True:
                 chunk = await response.__anext__()
@@ -140,9 +189,71 @@ class RequestRun:
         except StopAsyncIteration:
             await peeked.aclose()
             raise IncompleteStreamError(target.spec, len(peeked.head)) from None
-        except BaseException:
+        except BaseException as exc:
             await peeked.aclose()
+            if isinstance(exc, asyncio.CancelledError):  # a race's loser: its prompt was processed
+                from .stream import bill_partial_stream
+
+                bill_partial_stream(attempt, target, self.messages, peeked.head)
             raise
+
+
+def call_budget_s(plan: Plan) -> float | None:
+    """Longest one call of `plan` may take, in seconds; None leaves it to the deadline alone.
+
+    `attemptTimeout` when the plan sets one. Otherwise `first` with retries gives a call half the
+    deadline, so a hang can be retried once in the other half; `fallback` bounds each model by its
+    share of the time left instead (`RequestRun.share_of_deadline`); `race` and `consensus` run
+    their models side by side, so one hung model costs no other model its time.
+    """
+    if plan.attempt_timeout_s is not None:
+        return plan.attempt_timeout_s
+    if plan.strategy == "first" and plan.retries > 0:
+        return plan.timeout_s / 2
+    return None
+
+
+async def _within(call: Coroutine[Any, Any, Any], budget_s: float, model: str) -> Any:
+    """Await `call` for at most `budget_s`; past it the call is cancelled (closing its
+    connection) and `AttemptTimeoutError` raised."""
+    if sys.version_info >= (3, 11):
+        timer = asyncio.timeout(budget_s)
+        try:
+            async with timer:
+                return await call
+        except TimeoutError:
+            if timer.expired():
+                raise AttemptTimeoutError(model, budget_s) from None
+            raise
+    try:  # pragma: no cover - Python 3.10
+        return await asyncio.wait_for(call, budget_s)
+    except asyncio.TimeoutError:  # pragma: no cover - Python 3.10
+        raise AttemptTimeoutError(model, budget_s) from None
+
+
+def secrets_of(target: Target, kwargs: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+    """The credential values a call to `target` carries (the provider's key, or one the caller
+    passed), to be removed verbatim from errors."""
+    keys = (target.kwargs.get("api_key"), (kwargs or {}).get("api_key"))
+    return tuple(key for key in keys if isinstance(key, str) and key)
+
+
+def record_failure(attempt: Attempt, exc: BaseException, secrets: Sequence[str] = ()) -> None:
+    """Mark `attempt` failed with `exc`, first removing credentials from the exception itself
+    (message, args, chained causes), so neither it, its traceback nor the routing shows a key."""
+    scrub_exception(exc, secrets)
+    attempt.outcome = "failed"
+    attempt.exception = exc
+    attempt.error_type = type(exc).__qualname__
+    attempt.error = redact(str(exc))[:_ERROR_TEXT_LIMIT]
+
+
+def _has_answer(response: Any) -> bool:
+    """A response with at least one choice carrying a message: anything else is a failure."""
+    choices = getattr(response, "choices", None)
+    if not choices:
+        return False
+    return getattr(choices[0], "message", None) is not None
 
 
 def _has_content(chunk: Any) -> bool:
@@ -173,7 +284,7 @@ def usage_of(response: Any) -> tuple[int | None, int | None]:
     return getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
 
 
-def record_response(attempt: Attempt, response: Any, litellm_model: str) -> None:
+def record_response(attempt: Attempt, response: Any, target: Target | str) -> None:
     """Copy tokens, model, answer text and cost of a finished response onto its attempt."""
     attempt.input_tokens, attempt.output_tokens = usage_of(response)
     attempt.response_model = getattr(response, "model", None)
@@ -181,33 +292,4 @@ def record_response(attempt: Attempt, response: Any, litellm_model: str) -> None
         attempt.content = response.choices[0].message.content
     except (AttributeError, IndexError, TypeError):
         attempt.content = None
-    attempt.cost_usd = response_cost(response, litellm_model)
-
-
-def response_cost(response: Any, litellm_model: str) -> float:
-    """USD cost litellm computed for the response, or priced from its usage when it did not."""
-    hidden = getattr(response, "_hidden_params", None) or {}
-    cost = hidden.get("response_cost")
-    if isinstance(cost, int | float):
-        return float(cost)
-    prompt, completion = usage_of(response)
-    return cost_from_tokens(litellm_model, prompt or 0, completion or 0)
-
-
-def cost_from_tokens(litellm_model: str, prompt_tokens: int, completion_tokens: int) -> float:
-    """USD for a token count: litellm's cost map, else the upstream vendor's price for resellers
-    (litellm's offline map has no OpenRouter entries), else 0."""
-    import litellm
-
-    try:
-        prompt_cost, completion_cost = litellm.cost_per_token(
-            model=litellm_model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
-        )
-    except Exception:
-        from .tiers import model_price
-
-        price = model_price(litellm_model)
-        if price is None:
-            return 0.0
-        return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1_000_000
-    return float(prompt_cost) + float(completion_cost)
+    attempt.cost_usd = response_cost(response, target)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -407,7 +407,8 @@ def stats(ctx: click.Context, as_json: bool) -> None:
 
 @main.group()
 def rollout() -> None:
-    """Rollout flags in the configured store (LUCKY_STATE_URL=redis://... to share them)."""
+    """Rollout flags in the shared store (LUCKY_STATE_URL=redis://...): every process and replica
+    using that store sees a change within a second. Without it, flags live in each process only."""
 
 
 def _print_status() -> None:
@@ -418,76 +419,97 @@ def _print_status() -> None:
         click.echo(f"{key:>10}: {_cell(value)}")
 
 
+_LOCAL = click.option(
+    "--local",
+    is_flag=True,
+    help="Without a shared store, apply the change anyway (it lives only in this CLI process).",
+)
+
+
+def _change_flags(ctx: click.Context, local: bool, change: Callable[[], object]) -> None:
+    """Apply a flag change to the shared store; refuse to pretend when there is none."""
+    with _user_errors():
+        models = _models(ctx.find_root().obj["config"])
+        shared = models.state.shared
+        if not shared and not local:
+            click.secho(
+                "error: no shared state store (set LUCKY_STATE_URL=redis://... or rollout.stateUrl): "
+                "this change would affect nothing outside this CLI process, which exits now. "
+                "Nothing was changed (pass --local to apply it to this process anyway).",
+                fg="red",
+                err=True,
+            )
+            sys.exit(1)
+        change()
+        _print_status()
+    if not shared:
+        click.secho(
+            "note: applied in this CLI process only; no other process sees it.",
+            fg="yellow",
+            err=True,
+        )
+
+
 @rollout.command(name="status")
 @click.pass_context
 def rollout_status(ctx: click.Context) -> None:
-    """Show the flags."""
+    """Show the flags and the store they are read from."""
     with _user_errors():
         _models(ctx.find_root().obj["config"])
         _print_status()
 
 
 @rollout.command(name="enable")
+@_LOCAL
 @click.pass_context
-def rollout_enable(ctx: click.Context) -> None:
+def rollout_enable(ctx: click.Context, local: bool) -> None:
     """Turn the registry path on (percentages and test users apply again)."""
     from . import rollout as flags
 
-    with _user_errors():
-        _models(ctx.find_root().obj["config"])
-        flags.enable_models()
-        _print_status()
+    _change_flags(ctx, local, flags.enable_models)
 
 
 @rollout.command(name="disable")
+@_LOCAL
 @click.pass_context
-def rollout_disable(ctx: click.Context) -> None:
+def rollout_disable(ctx: click.Context, local: bool) -> None:
     """Kill switch: every call takes the legacy path."""
     from . import rollout as flags
 
-    with _user_errors():
-        _models(ctx.find_root().obj["config"])
-        flags.disable_models()
-        _print_status()
+    _change_flags(ctx, local, flags.disable_models)
 
 
 @rollout.command(name="percent")
 @click.argument("percent", type=float)
+@_LOCAL
 @click.pass_context
-def rollout_percent(ctx: click.Context, percent: float) -> None:
+def rollout_percent(ctx: click.Context, percent: float, local: bool) -> None:
     """Share of users (0-100) on the registry path."""
     from . import rollout as flags
 
-    with _user_errors():
-        _models(ctx.find_root().obj["config"])
-        flags.set_rollout_percent(percent)
-        _print_status()
+    _change_flags(ctx, local, lambda: flags.set_rollout_percent(percent))
 
 
 @rollout.command(name="add-user")
 @click.argument("user_id")
+@_LOCAL
 @click.pass_context
-def rollout_add_user(ctx: click.Context, user_id: str) -> None:
+def rollout_add_user(ctx: click.Context, user_id: str, local: bool) -> None:
     """Always route USER_ID through the registry (while models are enabled)."""
     from . import rollout as flags
 
-    with _user_errors():
-        _models(ctx.find_root().obj["config"])
-        flags.add_test_user(user_id)
-        _print_status()
+    _change_flags(ctx, local, lambda: flags.add_test_user(user_id))
 
 
 @rollout.command(name="remove-user")
 @click.argument("user_id")
+@_LOCAL
 @click.pass_context
-def rollout_remove_user(ctx: click.Context, user_id: str) -> None:
+def rollout_remove_user(ctx: click.Context, user_id: str, local: bool) -> None:
     """Stop treating USER_ID as a test user."""
     from . import rollout as flags
 
-    with _user_errors():
-        _models(ctx.find_root().obj["config"])
-        flags.remove_test_user(user_id)
-        _print_status()
+    _change_flags(ctx, local, lambda: flags.remove_test_user(user_id))
 
 
 if __name__ == "__main__":  # pragma: no cover

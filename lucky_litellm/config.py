@@ -211,6 +211,7 @@ class _StrategyOptions(StrictModel):
 
     if TYPE_CHECKING:  # declared by the subclasses, in the order the checks need
         timeout: float | None
+        attempt_timeout: float | None
         hedge_after: float | None
 
     @field_validator("hedge_after", check_fields=False)
@@ -231,6 +232,10 @@ class _StrategyOptions(StrictModel):
     def hedge_after_s(self) -> float | None:
         return _seconds(self.hedge_after)
 
+    @property
+    def attempt_timeout_s(self) -> float | None:
+        return _seconds(self.attempt_timeout)
+
 
 class ExperimentConfig(_StrategyOptions):
     """One named experiment of a user config: which models run, and how."""
@@ -241,6 +246,10 @@ class ExperimentConfig(_StrategyOptions):
     """Model specs in priority order: ``provider/model`` or ``tier:<name>``."""
     timeout: Millis | None = None
     """Deadline of the whole experiment, in milliseconds."""
+    attempt_timeout: Millis | None = None
+    """Longest one call to one model may take, in milliseconds, inside the experiment deadline;
+    a call past it is cancelled and counts as a transient failure (retried, or the next model).
+    Default: derived from the deadline and the strategy (see README, "Per-attempt budgets")."""
     max_cost: Usd | None = None
     """Most a single request may cost, in USD; dearer models are skipped."""
     hedge_after: Delay | None = None
@@ -324,6 +333,8 @@ class TierConfig(_StrategyOptions):
     models: Annotated[list[ConcreteSpec], Field(min_length=1)] | None = None
     strategy: Strategy | None = None
     timeout: Millis | None = None
+    attempt_timeout: Millis | None = None
+    """Longest one call to one model may take, in milliseconds (see `ExperimentConfig`)."""
     max_cost: Usd | None = None
     retries: Retries | None = None
     hedge_after: Delay | None = None
@@ -356,6 +367,17 @@ class RolloutConfig(StrictModel):
     @property
     def effective_state_url(self) -> str | None:
         return os.environ.get("LUCKY_STATE_URL") or self.state_url
+
+
+OutagePolicy = Literal["fail-closed", "local-share"]
+
+
+class StateConfig(StrictModel):
+    """How the shared state store (Redis, `LUCKY_STATE_URL`) behaves when it cannot be reached."""
+
+    on_outage: OutagePolicy = "local-share"
+    """Budgets while Redis is unreachable: ``fail-closed`` refuses budgeted calls; ``local-share``
+    lets each process spend at most its share (by replica heartbeats) of what remained."""
 
 
 class TelemetryConfig(StrictModel):
@@ -409,6 +431,7 @@ class ModelsConfig(StrictModel):
     """User id -> YAML file (relative to this file's folder) or an inline user config."""
     defaults: RequestDefaults = Field(default_factory=RequestDefaults)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     performance_tracking: bool = True
 

@@ -266,7 +266,7 @@ def _print_votes(console: Console, routing: Routing | None) -> None:
     from rich import box
     from rich.table import Table
 
-    from .strategies import normalise_answer
+    from .consensus import normalise_answer
 
     if routing is None or not routing.votes:
         return

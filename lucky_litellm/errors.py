@@ -12,13 +12,17 @@ from provider problems ("the models failed"), as pydantic-ai does with `UserErro
     ├── UnknownUserError (also KeyError)
     ├── UnknownExperimentError (also KeyError)
     ├── BudgetExceededError                   the user's costLimit would be exceeded
+    ├── StateUnavailableError                 the shared state store (Redis) cannot be reached
+    │   └── BudgetUnavailableError            ... so a budgeted call is refused (onOutage policy)
     ├── ConcurrencyLimitError                 maxConcurrent slots stayed busy until the deadline
     ├── ProviderDisabledError                 a spec names a provider that is switched off
     ├── NoModelsAvailableError                every candidate was disabled or skipped
     ├── AllModelsFailedError                  every attempt failed; carries each exception
     ├── ConsensusError                        answers came back but no group reached quorum
     ├── StrategyTimeoutError (also TimeoutError)   the experiment deadline expired
-    └── IncompleteStreamError                 the upstream cut a stream before it finished
+    ├── AttemptTimeoutError (also TimeoutError)    one call outlived its attemptTimeout (transient)
+    ├── IncompleteStreamError                 the upstream cut a stream before it finished
+    └── EmptyAnswerError                      a 200 without choices: counts as a failed attempt
 
 Messages never contain API keys: `redact` scrubs anything that looks like one before it is
 stored in an error.
@@ -38,16 +42,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AllModelsFailedError",
+    "AttemptTimeoutError",
     "BudgetExceededError",
+    "BudgetUnavailableError",
     "ConcurrencyLimitError",
     "ConfigError",
     "ConfigIssue",
     "ConsensusError",
+    "EmptyAnswerError",
     "IncompleteStreamError",
     "LuckyError",
     "ModelSpecError",
     "NoModelsAvailableError",
     "ProviderDisabledError",
+    "StateUnavailableError",
     "StrategyTimeoutError",
     "UnknownExperimentError",
     "UnknownTierError",
@@ -76,6 +84,11 @@ def scrub_exception(exc: BaseException, secrets: Sequence[str] = ()) -> BaseExce
     verbatim; anything else shaped like a key is removed by pattern."""
 
     def clean(value: object) -> object:
+        if isinstance(value, bytes):  # some provider errors carry the raw response body
+            for secret in secrets:
+                if secret:
+                    value = value.replace(secret.encode(), b"***")
+            return redact(value.decode("latin-1")).encode("latin-1")
         if not isinstance(value, str):
             return value
         for secret in secrets:
@@ -96,6 +109,14 @@ def scrub_exception(exc: BaseException, secrets: Sequence[str] = ()) -> BaseExce
                 current.message = clean(message)  # type: ignore[attr-defined]
         current.args = tuple(clean(arg) for arg in current.args)
         pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        # litellm's exceptions render more than their args: MidStreamFallbackError appends its
+        # `original_exception`, others keep the upstream text in attributes of their own
+        for name, value in list(getattr(current, "__dict__", {}).items()):
+            if isinstance(value, BaseException):
+                pending.append(value)
+            elif isinstance(value, str | bytes):
+                with contextlib.suppress(AttributeError, TypeError):
+                    setattr(current, name, clean(value))
     return exc
 
 
@@ -205,6 +226,20 @@ class BudgetExceededError(LuckyError):
         )
 
 
+class StateUnavailableError(LuckyError):
+    """The shared state store cannot be reached (or holds unreadable data), so a change did not
+    land or a value could not be read."""
+
+
+class BudgetUnavailableError(StateUnavailableError):
+    """A budgeted call was refused because the shared spend ledger is unreachable and the outage
+    policy (`state.onOutage`) does not allow this process to spend for the user meanwhile."""
+
+    def __init__(self, user_id: str | None, reason: str) -> None:
+        self.user_id = user_id
+        super().__init__(f"budget of user {user_id!r} cannot be checked: {reason}")
+
+
 class ProviderDisabledError(LuckyError):
     """A spec names a provider that is switched off; `hint` says what would switch it on."""
 
@@ -255,17 +290,39 @@ class AllModelsFailedError(LuckyError):
 
 
 class ConsensusError(LuckyError):
-    """The answers did not agree enough: the largest group stayed under `minAgreement`."""
+    """The answers did not agree enough: no group of equal answers reached the quorum.
 
-    def __init__(self, spec: str, votes: dict[str, int], agreement: float, required: float, attempts: Any):
+    `votes` maps each answer to its count (abstentions, i.e. empty answers and failures, are in
+    no group); `needed` is the number of votes the quorum takes out of `asked` models."""
+
+    def __init__(
+        self,
+        spec: str,
+        votes: dict[str, int],
+        agreement: float,
+        required: float | None,
+        attempts: Any,
+        *,
+        asked: int | None = None,
+        needed: int | None = None,
+    ):
         self.spec = spec
         self.votes = votes
         self.agreement = agreement
         self.required = required
         self.attempts = list(attempts)
+        self.asked = asked
+        self.needed = needed
+        best = max(votes.values(), default=0)
+        rule = "a strict majority" if required is None else f"minAgreement {required:.2f}"
+        if asked is not None and needed is not None:
+            shortfall = (
+                f"the best answer had {best} of {asked} votes ({agreement:.2f}); {rule} needs {needed}"
+            )
+        else:
+            shortfall = f"best agreement {agreement:.2f} is short of {rule}"
         super().__init__(
-            f"no consensus for {spec!r}: best agreement {agreement:.2f} < required {required:.2f} "
-            f"(groups: {sorted(votes.values(), reverse=True)})"
+            f"no consensus for {spec!r}: {shortfall} (groups: {sorted(votes.values(), reverse=True)})"
         )
 
 
@@ -281,6 +338,17 @@ class StrategyTimeoutError(LuckyError, TimeoutError):
         )
 
 
+class AttemptTimeoutError(LuckyError, TimeoutError):
+    """One call to one model outlived its budget (`attemptTimeout`, or the share of the deadline
+    its strategy gives it) and was cancelled. Transient: the model is retried if its retries and
+    budget allow, else the strategy moves on, so a hung model cannot starve the next one."""
+
+    def __init__(self, model: str, budget_s: float) -> None:
+        self.model = model
+        self.budget_s = budget_s
+        super().__init__(f"{model!r} did not answer within its attempt budget of {budget_s * 1000:.0f} ms")
+
+
 class IncompleteStreamError(LuckyError):
     """The upstream ended a stream without a finish_reason or `[DONE]`: the answer is truncated."""
 
@@ -288,3 +356,12 @@ class IncompleteStreamError(LuckyError):
         self.model = model
         self.chunks = chunks
         super().__init__(f"stream from {model!r} ended after {chunks} chunks without finishing")
+
+
+class EmptyAnswerError(LuckyError):
+    """The upstream answered 200 without a choice or a message: a failed attempt, not an answer
+    (a fallback moves on, a race keeps waiting)."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        super().__init__(f"{model!r} answered without any choice (empty `choices`)")

@@ -1,27 +1,22 @@
-"""Per-user concurrency slots and cost estimates used to enforce `maxConcurrent` and `costLimit`.
+"""Per-user concurrency slots: `maxConcurrent`.
 
 The slot counter is guarded by a thread lock and waiters are woken through their own event loop,
-so the limit holds across threads and loops (`complete_sync` runs its own loop per call), not
-only inside one loop as an `asyncio.Semaphore` would.
+so the limit holds across threads and loops, not only inside one loop as an `asyncio.Semaphore`
+would. A changed limit applies at once, to the requests already waiting too: raising it wakes as
+many waiters as the new limit allows; lowering it lets the requests in flight finish but hands
+no freed slot on until the count is back under the new limit.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
-from typing import Any
 
 from .errors import ConcurrencyLimitError
 
-__all__ = ["DEFAULT_OUTPUT_TOKEN_ESTIMATE", "ConcurrencyLimiter", "estimate_cost", "estimate_prompt_tokens"]
-
-DEFAULT_OUTPUT_TOKEN_ESTIMATE = 512
-"""Output tokens assumed when the caller sets no `max_tokens`: a typical chat answer, not the
-model's maximum (which would make every `maxCost` skip every model)."""
+__all__ = ["ConcurrencyLimiter"]
 
 
 class _Slots:
@@ -47,7 +42,9 @@ class ConcurrencyLimiter:
             slots = self._slots.get(key)
             if slots is None:
                 slots = self._slots[key] = _Slots(limit)
-            slots.limit = limit
+            if slots.limit != limit:
+                slots.limit = limit
+                self._hand_over(key, slots)
             if slots.active < limit and not slots.waiters:
                 slots.active += 1
                 return
@@ -71,18 +68,40 @@ class ConcurrencyLimiter:
         finally:
             timer.cancel()
 
+    def set_limit(self, key: str, limit: int | None) -> None:
+        """Change `key`'s limit now, for the requests already waiting too (None: unlimited)."""
+        with self._lock:
+            slots = self._slots.get(key)
+            if slots is None:
+                return
+            slots.limit = limit if limit else 1 << 30
+            self._hand_over(key, slots)
+
+    def _hand_over(self, key: str, slots: _Slots) -> None:
+        """Give free slots to waiters while under the limit (lock held)."""
+        while slots.active < slots.limit and self._wake_one(key, slots):
+            slots.active += 1
+
+    def _wake_one(self, key: str, slots: _Slots) -> bool:
+        """Pass a slot to the first live waiter (lock held); False when nobody waits."""
+        while slots.waiters:
+            loop, future = slots.waiters.popleft()
+            if future.done() or loop.is_closed():
+                continue
+            if _running_loop() is loop:
+                future.set_result(True)
+            else:
+                loop.call_soon_threadsafe(self._deliver, key, future)
+            return True
+        return False
+
     def release(self, key: str) -> None:
         with self._lock:
-            slots = self._slots[key]
-            while slots.waiters:
-                loop, future = slots.waiters.popleft()
-                if future.done() or loop.is_closed():
-                    continue
-                # The slot passes straight to the waiter; `active` stays the same.
-                if _running_loop() is loop:
-                    future.set_result(True)
-                else:
-                    loop.call_soon_threadsafe(self._deliver, key, future)
+            slots = self._slots.get(key)
+            if slots is None:
+                return
+            # Under the limit, the slot passes straight to a waiter; `active` stays the same.
+            if slots.active <= slots.limit and self._wake_one(key, slots):
                 return
             slots.active -= 1
             if slots.active == 0 and not slots.waiters:
@@ -106,35 +125,3 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-_OFFLINE_TOKENIZER_MODEL = "gpt-4o"
-"""Prompt tokens are always counted with the tiktoken encoding litellm ships: for other model
-families litellm would download a Hugging Face tokenizer, i.e. reach the network on the hot path.
-The count is an estimate either way, so `PROMPT_TOKEN_MARGIN` pads it."""
-
-PROMPT_TOKEN_MARGIN = 1.15
-
-
-def estimate_prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
-    """Prompt tokens (padded by `PROMPT_TOKEN_MARGIN`), falling back to chars/4 for odd content."""
-    import litellm
-
-    try:
-        counted = int(litellm.token_counter(model=_OFFLINE_TOKENIZER_MODEL, messages=list(messages)))
-    except Exception:
-        text = sum(len(str(m.get("content") or "")) for m in messages)
-        counted = text // 4 + 4 * len(messages)
-    return math.ceil(counted * PROMPT_TOKEN_MARGIN)
-
-
-def estimate_cost(model: str, prompt_tokens: int, max_output_tokens: int | None) -> float | None:
-    """Upper-bound USD cost of one call; None when nobody can price the model."""
-    from .calls import cost_from_tokens
-    from .tiers import model_price
-
-    completion_tokens = max_output_tokens if max_output_tokens else DEFAULT_OUTPUT_TOKEN_ESTIMATE
-    cost = cost_from_tokens(model, prompt_tokens, completion_tokens)
-    if cost == 0.0 and model_price(model) is None:
-        return None
-    return cost

@@ -30,6 +30,9 @@ class Plan:
     max_cost: float | None = None
     hedge_after_s: float | None = None
     min_agreement: float | None = None
+    attempt_timeout_s: float | None = None
+    """Explicit per-call budget (`attemptTimeout`); None derives one from the deadline and the
+    strategy when the plan runs (see `calls.AttemptBudget`)."""
     experiment: str | None = None
     tier: str | None = None
     user_id: str | None = None
@@ -52,6 +55,7 @@ class Plan:
             "models": self.models,
             "litellm_models": [target.litellm_model for target in self.targets],
             "timeout_ms": self.timeout,
+            "attempt_timeout_ms": None if self.attempt_timeout_s is None else self.attempt_timeout_s * 1000,
             "max_cost": self.max_cost,
             "retries": self.retries,
             "hedge_after_ms": None if self.hedge_after_s is None else self.hedge_after_s * 1000,

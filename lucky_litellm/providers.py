@@ -35,12 +35,16 @@ if TYPE_CHECKING:
 __all__ = [
     "BUILTIN_PROVIDERS",
     "LOCAL_API_KEY",
+    "MAX_CACHED_TARGETS",
     "ProviderDisabledError",
     "ProviderTable",
     "Target",
     "builtin_providers",
     "litellm_providers",
 ]
+
+MAX_CACHED_TARGETS = 4096
+"""Bound of a table's target cache (it is emptied when full): specs may come from callers."""
 
 LOCAL_API_KEY = "sk-local"
 """Placeholder key sent to a provider that has its own ``api_base`` but no key.
@@ -178,18 +182,25 @@ class ProviderTable:
 
     # -- spec -> target -----------------------------------------------------------------------
 
-    def target_for(self, spec: ModelSpec | str) -> Target:
+    def target_for(self, spec: ModelSpec | str, *, credentials: bool = False) -> Target:
         """The litellm call for a concrete spec; raises `ModelSpecError` or `ProviderDisabledError`.
 
-        Targets are cached per snapshot (it never changes), so resolving on every request is cheap.
+        Targets are cached per snapshot (it never changes), so resolving on every request is cheap;
+        the cache keeps at most `MAX_CACHED_TARGETS` specs. `credentials=True`: the call brings its
+        own `api_key`/`api_base` (as with `litellm.acompletion`), which switches on a provider that
+        is off only for want of them; a provider switched off by configuration stays off.
         """
+        if credentials:
+            return self._target(parse_spec(spec), credentials=True)
         raw = spec.raw if isinstance(spec, ModelSpec) else spec
         cached = self._targets.get(raw) if isinstance(raw, str) else None
         if cached is None:
+            if len(self._targets) >= MAX_CACHED_TARGETS:
+                self._targets.clear()
             cached = self._targets.setdefault(raw, self._target(parse_spec(spec)))
         return cached
 
-    def _target(self, parsed: ModelSpec) -> Target:
+    def _target(self, parsed: ModelSpec, *, credentials: bool = False) -> Target:
         if parsed.kind != "model" or parsed.model is None:
             raise ModelSpecError(parsed.raw, "not a concrete provider/model spec (resolve tier:/user: first)")
         provider = parsed.provider or self._provider_of_bare(parsed)
@@ -200,7 +211,7 @@ class ProviderTable:
             # Known to litellm but not configured: litellm resolves credentials itself.
             return Target(spec=parsed.raw, provider=provider, litellm_model=f"{provider}/{parsed.model}")
         reason = self.why_disabled(provider)
-        if reason is not None:
+        if reason is not None and not (credentials and cfg.enabled is None):
             raise ProviderDisabledError(provider, reason)
         return Target(
             spec=parsed.raw,

@@ -386,6 +386,8 @@ async def _run(
             ctx["spec"], messages, user_id=owner, request_id=request_id, **kwargs
         )
     assert ctx.plan is not None
+    if stream:  # the relay needs the upstream's usage; LiteLLM decides what the client sees
+        kwargs["stream_options"] = {"include_usage": True}
     return await models.run_plan(
         ctx.plan,
         messages,

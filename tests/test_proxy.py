@@ -37,6 +37,9 @@ providers:
   loop:
     litellmProvider: lucky
     enabled: true
+  paid:  # an OpenAI-compatible cloud at the fake upstream: priced (local/ models are free)
+    litellmProvider: openai
+    apiBase: {base}
   local:
     apiBase: {base}
     models:
@@ -71,10 +74,10 @@ users:
         providers: [loop/tier:medium]
       priced:
         strategy: race
-        providers: [local/gpt-4o-mini, local/gpt-4.1-nano]
+        providers: [paid/gpt-4o-mini, paid/gpt-4.1-nano]
       vote:
         strategy: consensus
-        providers: [local/gpt-4o-mini, local/gpt-4.1-nano, local/gpt-4.1-mini]
+        providers: [paid/gpt-4o-mini, paid/gpt-4.1-nano, paid/gpt-4.1-mini]
     defaults:
       experiment: quick
   bob:
@@ -89,7 +92,7 @@ users:
   dave:
     experiments:
       main:
-        providers: [local/gpt-4o-mini]
+        providers: [paid/gpt-4o-mini]
     defaults:
       costLimit: 0.00000001
 """

@@ -170,3 +170,12 @@ def test_models_yaml_loads_with_every_user(monkeypatch):
     assert models.users
     for user_id in models.users:
         assert models.resolve(f"user:{user_id}").models
+
+
+def test_attempt_timeout_is_read_from_experiments_and_tiers(make_models):
+    models = make_models(tiers={"medium": {"attemptTimeout": 1500}})
+    experiment = {"strategy": "fallback", "providers": ["tier:nano"], "attemptTimeout": 250}
+    models.load_user_config("u", {"experiments": {"x": experiment}})
+    assert models.resolve("user:u:x").describe()["attempt_timeout_ms"] == 250
+    assert models.resolve("tier:medium").attempt_timeout_s == 1.5
+    assert models.resolve("tier:nano").attempt_timeout_s is None

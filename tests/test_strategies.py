@@ -232,9 +232,10 @@ async def test_deadline_bounds_retries(models, fake_upstream):
 
 
 async def test_consensus_two_of_three_wins_with_votes_and_agreement(models, fake_upstream):
-    fake_upstream.script("gpt-4.1-mini", Behavior(content="Paris"))
+    # the dissenter answers first, so it is counted before two agreeing answers decide
+    fake_upstream.script("gpt-4.1-mini", Behavior(content="Paris", latency_ms=200))
     fake_upstream.script("gpt-4.1-nano", Behavior(content="Lyon"))
-    fake_upstream.script("gpt-4o-mini", Behavior(content="  paris. "))
+    fake_upstream.script("gpt-4o-mini", Behavior(content="  paris. ", latency_ms=200))
     models.load_user_config("u", experiment("consensus", A, B, C))
     response = await models.complete("user:u:x", MESSAGES)
     routing = routing_of(response)

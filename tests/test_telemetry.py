@@ -216,8 +216,9 @@ async def test_all_models_failing_marks_the_request_span_as_error(
 async def test_consensus_marks_agreeing_answers_won_and_the_dissenter_lost(
     upstream: FakeUpstream, traced: Traced
 ) -> None:
-    upstream.script("gpt-4.1-mini", Behavior(content="Paris"))
-    upstream.script("gpt-4.1-nano", Behavior(content="paris."))
+    # the dissenter answers first: once two agree, consensus is decided and a late answer cancelled
+    upstream.script("gpt-4.1-mini", Behavior(content="Paris", latency_ms=200))
+    upstream.script("gpt-4.1-nano", Behavior(content="paris.", latency_ms=200))
     upstream.script("gpt-4o-mini", Behavior(content="Lyon"))
     models = _models(upstream, traced)
     await models.complete("user:u1:vote", MESSAGES)

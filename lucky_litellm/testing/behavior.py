@@ -48,6 +48,8 @@ class Behavior:
     """Reported input tokens; None means a rough count from the request messages."""
     completion_tokens: int | None = None
     """Reported output tokens; None means the number of words in the answer."""
+    honor_max_tokens: bool = False
+    """Like a real model, report at most the request's `max_tokens` / `max_completion_tokens`."""
     status: int = 200
     """HTTP status; anything but 200 sends an OpenAI-style error JSON."""
     error_message: str | None = None
@@ -64,8 +66,21 @@ class Behavior:
     """Streaming only: send this many content chunks, then end without finish_reason/[DONE]."""
     stream_cut_reset: bool = False
     """With `stream_cut_after`: break the connection instead of ending the HTTP body cleanly."""
+    stream_error_after: int | None = None
+    """Streaming only: send this many content chunks, then an OpenAI-style error event
+    (`data: {"error": {...}}`, carrying `error_message` and `status`) and end the stream."""
+    tool_calls: tuple[tuple[str, str], ...] | None = None
+    """Answer with these tool calls, each `(function name, JSON arguments text)`, instead of text
+    (content null, finish_reason "tool_calls"); not for streams."""
     finish_reason: str = "stop"
     """finish_reason of the answer."""
+    first_chunk_delay_ms: float = 0
+    """Streaming only: delay between the response headers and the first chunk (a model that
+    accepted the request and is still thinking)."""
+    empty_choices: bool = False
+    """Answer 200 with an empty `choices` list (usage still reported)."""
+    cached_tokens: int | None = None
+    """Reported `prompt_tokens_details.cached_tokens` (part of the prompt tokens)."""
     response_model: str | None = None
     """`model` field of the response; None echoes the requested model so cost maps price it."""
     headers: Mapping[str, str] | None = None
@@ -74,13 +89,15 @@ class Behavior:
     def __post_init__(self) -> None:
         if not 100 <= self.status <= 599:
             raise ValueError(f"status must be an HTTP status code, got {self.status}")
-        for name in ("latency_ms", "chunk_delay_ms"):
+        for name in ("latency_ms", "chunk_delay_ms", "first_chunk_delay_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.retry_after is not None and self.retry_after < 0:
             raise ValueError("retry_after must be >= 0")
         if self.stream_cut_after is not None and self.stream_cut_after < 0:
             raise ValueError("stream_cut_after must be >= 0")
+        if self.stream_error_after is not None and self.stream_error_after < 0:
+            raise ValueError("stream_error_after must be >= 0")
         if self.stream_cut_reset and self.stream_cut_after is None:
             raise ValueError("stream_cut_reset needs stream_cut_after")
 

@@ -36,6 +36,8 @@ _JSON = {"Content-Type": "application/json"}
 _SSE = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 _MODELS_PATHS = frozenset({"/v1/models", "/models"})
+_MESSAGES_PATHS = frozenset({"/v1/messages", "/messages"})
+"""Anthropic's Messages API: the same scripted behaviors, in Anthropic's wire shapes."""
 _SHUTDOWN_GRACE_S = 1.0
 _LISTEN_BACKLOG = 4096
 
@@ -283,6 +285,8 @@ class FakeUpstream:
         path = request.path
         if request.method == "POST" and path in _CHAT_PATHS:
             return await self._chat(request)
+        if request.method == "POST" and path in _MESSAGES_PATHS:
+            return await self._chat(request, anthropic=True)
         if request.method == "GET" and path in _MODELS_PATHS:
             data = [
                 {"id": m, "object": "model", "created": 0, "owned_by": "fake-upstream"}
@@ -291,7 +295,7 @@ class FakeUpstream:
             return web.Response(body=payloads.dumps({"object": "list", "data": data}), headers=_JSON)
         return web.Response(status=404, body=payloads.error_body(404, f"no route {path}"), headers=_JSON)
 
-    async def _chat(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def _chat(self, request: web.BaseRequest, *, anthropic: bool = False) -> web.StreamResponse:
         try:
             body = payloads.loads(await request.read())
         except ValueError:
@@ -304,7 +308,7 @@ class FakeUpstream:
         if task is not None:
             self._tasks.add(task)
         try:
-            return await self._answer(request, call)
+            return await self._answer(request, call, anthropic)
         except ConnectionError:  # the client left while we were writing
             return await self._break_connection(request, call, "cancelled")
         finally:
@@ -313,7 +317,7 @@ class FakeUpstream:
             if task is not None:
                 self._tasks.discard(task)
 
-    async def _answer(self, request: web.BaseRequest, call: Call) -> web.StreamResponse:
+    async def _answer(self, request: web.BaseRequest, call: Call, anthropic: bool) -> web.StreamResponse:
         behavior = call.behavior
         if behavior.hang:
             await asyncio.get_running_loop().create_future()  # until cancelled
@@ -325,28 +329,34 @@ class FakeUpstream:
         headers = dict(behavior.headers) if behavior.headers else {}
         if behavior.retry_after is not None:
             headers["Retry-After"] = f"{behavior.retry_after:g}"
-        if behavior.status != 200:
+        if behavior.status != 200 and not (call.stream and behavior.stream_error_after is not None):
             self._state.end(call, "error")
             if behavior.malformed:
                 headers["Content-Type"] = "text/html"
                 return web.Response(
                     status=behavior.status, body=payloads.MALFORMED_ERROR_PAGE, headers=headers
                 )
-            body = payloads.error_body(behavior.status, behavior.error_message)
+            error_body = payloads.anthropic_error_body if anthropic else payloads.error_body
+            body = error_body(behavior.status, behavior.error_message)
             return web.Response(status=behavior.status, body=body, headers={**headers, **_JSON})
+        if anthropic:
+            return await self._anthropic(request, call, headers)
         if call.stream:
             return await self._stream(request, call, headers)
         if behavior.malformed:
             self._state.end(call, "malformed")
             return web.Response(body=payloads.MALFORMED_BODY, headers={**headers, **_JSON})
         content = self._content(call)
+        tools = behavior.tool_calls
         body = payloads.completion(
             call_id=f"chatcmpl-fake-{next(self._ids)}",
             created=int(time.time()),
             model=behavior.response_model or call.model,
-            content=content,
-            finish_reason=behavior.finish_reason,
-            usage=self._usage(call, content),
+            content=None if tools is not None else content,
+            finish_reason="tool_calls" if tools is not None else behavior.finish_reason,
+            usage=self._usage(call, "" if tools is not None else content),
+            tool_calls=tools,
+            empty_choices=behavior.empty_choices,
         )
         self._state.end(call, "ok")
         return web.Response(body=body, headers={**headers, **_JSON})
@@ -375,6 +385,15 @@ class FakeUpstream:
             )
             for i, word in enumerate(words)
         ]
+        if behavior.first_chunk_delay_ms > 0:
+            await asyncio.sleep(behavior.first_chunk_delay_ms / 1000.0)
+        failed_after = behavior.stream_error_after
+        if failed_after is not None:
+            await self._send(response, events[:failed_after], behavior.chunk_delay_ms)
+            self._state.end(call, "error")
+            await response.write(payloads.error_event(behavior.status, behavior.error_message))
+            await response.write_eof()
+            return response
         cut = behavior.stream_cut_after
         if cut is not None:
             await self._send(response, events[:cut], behavior.chunk_delay_ms)
@@ -395,6 +414,42 @@ class FakeUpstream:
             await asyncio.sleep(behavior.chunk_delay_ms / 1000.0)
         # Counted as done before the last bytes leave, so a client that saw [DONE] sees it idle.
         self._state.end(call, "ok")
+        await response.write(b"".join(tail))
+        await response.write_eof()
+        return response
+
+    async def _anthropic(
+        self, request: web.BaseRequest, call: Call, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        """A text answer in Anthropic's shape: one message, or its event stream."""
+        behavior = call.behavior
+        content = self._content(call)
+        usage = self._usage(call, content)
+        call_id = f"msg_fake_{next(self._ids)}"
+        model = behavior.response_model or call.model
+        if not call.stream:
+            self._state.end(call, "ok")
+            finish = behavior.finish_reason
+            body = payloads.anthropic_message(
+                call_id=call_id, model=model, content=content, finish_reason=finish, usage=usage
+            )
+            return web.Response(body=body, headers={**headers, **_JSON})
+        response = web.StreamResponse(headers={**headers, **_SSE})
+        await response.prepare(request)
+        words = payloads.split_words(content)
+        failed_after = behavior.stream_error_after
+        if failed_after is not None:
+            words = words[:failed_after]
+        events, tail = payloads.anthropic_events(
+            call_id=call_id,
+            model=model,
+            words=words,
+            finish_reason=behavior.finish_reason,
+            usage=usage,
+            error=None if failed_after is None else (behavior.status, behavior.error_message),
+        )
+        await self._send(response, events, behavior.chunk_delay_ms)
+        self._state.end(call, "ok" if failed_after is None else "error")
         await response.write(b"".join(tail))
         await response.write_eof()
         return response
@@ -422,7 +477,7 @@ class FakeUpstream:
         content = call.behavior.content
         return f"answer from {call.model}" if content is None else content
 
-    def _usage(self, call: Call, content: str) -> dict[str, int]:
+    def _usage(self, call: Call, content: str) -> dict[str, Any]:
         behavior = call.behavior
         prompt = behavior.prompt_tokens
         if prompt is None:
@@ -430,4 +485,7 @@ class FakeUpstream:
         completion = behavior.completion_tokens
         if completion is None:
             completion = len(content.split())
-        return payloads.usage(prompt, completion)
+        limit = call.body.get("max_completion_tokens") or call.body.get("max_tokens")
+        if behavior.honor_max_tokens and isinstance(limit, int) and limit > 0:
+            completion = min(completion, limit)  # a real model stops at max_tokens
+        return payloads.usage(prompt, completion, behavior.cached_tokens)

@@ -1,0 +1,84 @@
+"""Shared state for fleets: rollout flags and per-user spend, in this process or in Redis.
+
+`state_from_url(LUCKY_STATE_URL)` gives a `State`: its `flags` (a cached, versioned snapshot
+read with no I/O on the request path) and its `spend` (reservations awaited through
+`redis.asyncio`, settlements that never wait). See `flags`, `spend` and `redis` for the rules
+that keep a kill switch through restarts and budgets through outages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import StateUnavailableError
+from .flags import FlagState, FlagStore, RedisFlagStore
+from .memory import MemoryFlagStore, MemorySpendStore
+from .redis import RedisConnection, safe_url
+from .spend import OutagePolicy, RedisSpendStore, SpendStore
+
+__all__ = [
+    "FlagState",
+    "FlagStore",
+    "MemoryFlagStore",
+    "MemorySpendStore",
+    "OutagePolicy",
+    "RedisConnection",
+    "RedisFlagStore",
+    "RedisSpendStore",
+    "SpendStore",
+    "State",
+    "StateUnavailableError",
+    "state_from_url",
+]
+
+
+@dataclass
+class State:
+    """The flags and the spend ledger of one registry, and where they live."""
+
+    flags: FlagStore
+    spend: SpendStore
+    connection: RedisConnection | None = None
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes see this state (Redis), or only this one (memory)."""
+        return self.connection is not None
+
+    @property
+    def location(self) -> str:
+        return self.flags.location
+
+    def spent(self, user_id: str) -> float:
+        """A user's total spend, read synchronously (CLI, stats; not for the event loop)."""
+        return self.spend.spent_sync(user_id)
+
+    def close(self) -> None:
+        self.spend.close()
+        self.flags.close()
+        if self.connection is not None:
+            self.connection.close()
+
+
+def memory_state(initial: FlagState | None = None) -> State:
+    return State(MemoryFlagStore(initial), MemorySpendStore())
+
+
+def state_from_url(
+    url: str | None,
+    *,
+    initial: FlagState | None = None,
+    on_outage: OutagePolicy = "local-share",
+    prefix: str = "lucky:",
+) -> State:
+    """The state for `LUCKY_STATE_URL`: none or ``memory://`` → this process; ``redis://``,
+    ``rediss://`` or ``unix://`` → Redis (needs the `redis` extra)."""
+    if not url or url.startswith("memory:"):
+        return memory_state(initial)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        connection = RedisConnection(url, prefix=prefix)
+        spend = RedisSpendStore(connection, on_outage=on_outage)
+        flags = RedisFlagStore(connection, initial=initial)
+        connection.start()
+        return State(flags, spend, connection)
+    raise StateUnavailableError(f"unsupported state store URL scheme in {safe_url(url)!r} (use redis://)")
