@@ -32,7 +32,7 @@ bench: $(STAMP)
 # A wheel for other projects: pip install 'dist/lucky_litellm-<version>-py3-none-any.whl[proxy]'
 dist: $(STAMP)
 	rm -rf build dist
-	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
+	$(PY) -m pip wheel -q --no-deps -w dist .
 	@ls dist/*.whl
 
 clean:
