@@ -463,7 +463,7 @@ def rollout_status(ctx: click.Context) -> None:
 @_LOCAL
 @click.pass_context
 def rollout_enable(ctx: click.Context, local: bool) -> None:
-    """Turn the registry path on (percentages and test users apply again)."""
+    """Full rollout: every user on the registry path (the percentage becomes 100)."""
     from . import rollout as flags
 
     _change_flags(ctx, local, flags.enable_models)
@@ -473,7 +473,7 @@ def rollout_enable(ctx: click.Context, local: bool) -> None:
 @_LOCAL
 @click.pass_context
 def rollout_disable(ctx: click.Context, local: bool) -> None:
-    """Kill switch: every call takes the legacy path."""
+    """Kill switch: every call, test users included, takes the legacy path."""
     from . import rollout as flags
 
     _change_flags(ctx, local, flags.disable_models)
@@ -484,7 +484,7 @@ def rollout_disable(ctx: click.Context, local: bool) -> None:
 @_LOCAL
 @click.pass_context
 def rollout_percent(ctx: click.Context, percent: float, local: bool) -> None:
-    """Share of users (0-100) on the registry path."""
+    """Gradual rollout: PERCENT (0-100) of users on the registry path; lifts a kill switch."""
     from . import rollout as flags
 
     _change_flags(ctx, local, lambda: flags.set_rollout_percent(percent))

@@ -1,0 +1,63 @@
+"""Checks a user config against the registry it is loaded into: every provider entry must resolve.
+
+A schema can tell that ``opnai/gpt-4.1-mini`` is shaped like a spec, not that no provider is called
+``opnai``, nor that ``tier:nosuch`` names no tier of this registry; both used to load and fail only
+when called. `check_user_config` resolves each entry once, at load, against the registry's
+provider table and tier table, and reports every problem with file, line and path.
+
+A provider that is known but switched off (no key set) is not an error: the strategy skips it at
+call time and says why, and setting the key later enables it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError, ConfigIssue, ModelSpecError, ProviderDisabledError, UnknownTierError
+from ..spec import parse_spec
+from .load import source_lines
+from .schema import UserConfig
+
+if TYPE_CHECKING:
+    from ..providers import ProviderTable
+    from ..tiers import TierTable
+
+__all__ = ["check_user_config"]
+
+
+def check_user_config(config: UserConfig, providers: ProviderTable, tiers: TierTable) -> None:
+    """Raise `ConfigError` listing every experiment entry that does not resolve in this registry."""
+    lines = source_lines(config)
+    issues: list[ConfigIssue] = []
+    for name, experiment in config.experiments.items():
+        for index, raw in enumerate(experiment.providers):
+            problem = _problem(raw, providers, tiers)
+            if problem is not None:
+                path = ("experiments", name, "providers", index)
+                issues.append(
+                    ConfigIssue(
+                        ".".join(str(part) for part in path),
+                        problem,
+                        lines.file if lines else None,
+                        lines.line_for(path) if lines else None,
+                    )
+                )
+    if issues:
+        raise ConfigError(issues, "invalid user config")
+
+
+def _problem(raw: str, providers: ProviderTable, tiers: TierTable) -> str | None:
+    try:
+        spec = parse_spec(raw)
+        if spec.kind == "tier":
+            assert spec.tier is not None
+            tiers.get(spec.tier)
+        else:
+            providers.target_for(spec)
+    except ProviderDisabledError:
+        return None
+    except UnknownTierError as exc:
+        return str(exc)
+    except ModelSpecError as exc:
+        return exc.reason
+    return None
