@@ -99,7 +99,9 @@ def run_demo(console: Console | None = None) -> int:
             upstream.script("openai/gpt-oss-20b", Behavior(latency_ms=400, content="slow answer"))
             upstream.script("gpt-4.1-mini", Behavior(latency_ms=20, content="Paris."))
             upstream.script("gpt-4o-mini", Behavior(latency_ms=30, content="paris"))
-            upstream.script("openai/gpt-oss-120b", Behavior(latency_ms=25, content="Lyon"))
+            upstream.script(
+                "openai/gpt-oss-120b", Behavior(latency_ms=5, content="Lyon")
+            )  # votes before the decision
             upstream.script("gpt-4.1-nano", Behavior(latency_ms=60, content="Paris, quickly."))
             results = asyncio.run(_run(upstream.base_url))
     _print_specs(console, results["specs"])
