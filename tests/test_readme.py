@@ -4,6 +4,7 @@ Convention: an HTML comment on the line before a fenced block marks it runnable.
 
     <!-- runnable -->               the block runs (python, bash/sh, console, yaml)
     <!-- runnable file=NAME -->     the block is saved as NAME for the document's other blocks
+    <!-- runnable env=clean -->     the block runs without `lucky-litellm dev`'s variables
 
 * `python` runs as a script (top-level `await` allowed, as in `python -m asyncio`);
 * `bash`/`sh` runs under `bash -euo pipefail`;
@@ -26,6 +27,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = ("README.md", "configs/README.md")
 SHIPPED = ("configs", "examples")
 MARKER = re.compile(r"^<!--\s*runnable\b(?P<options>[^>]*)-->\s*$")
-FENCE = re.compile(r"^```(?P<lang>[\w-]*)\s*$")
+FENCE = re.compile(r"^(?P<indent>\s*)```(?P<lang>[\w-]*)\s*$")
 BLOCK_TIMEOUT_S = 90
 
 
@@ -51,6 +53,7 @@ class Block:
     lang: str
     text: str
     save_as: str | None
+    clean_env: bool = False
 
     @property
     def id(self) -> str:
@@ -67,13 +70,14 @@ def blocks_of(document: str) -> list[Block]:
         if not fence:
             index += 1
             continue
-        end = next(i for i in range(index + 1, len(lines)) if lines[i].startswith("```"))
+        end = next(i for i in range(index + 1, len(lines)) if lines[i].strip().startswith("```"))
         previous = next((lines[i] for i in range(index - 1, -1, -1) if lines[i].strip()), "")
         marker = MARKER.match(previous.strip())
         if marker:
             options = dict(re.findall(r"(\w+)=(\S+)", marker.group("options")))
-            text = "\n".join(lines[index + 1 : end]) + "\n"
-            found.append(Block(document, index + 1, fence.group("lang"), text, options.get("file")))
+            text = textwrap.dedent("\n".join(lines[index + 1 : end])) + "\n"  # blocks inside list items
+            clean = options.get("env") == "clean"
+            found.append(Block(document, index + 1, fence.group("lang"), text, options.get("file"), clean))
         index = end + 1
     return found
 
@@ -98,7 +102,7 @@ def clone(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def environment(base_url: str) -> dict[str, str]:
+def environment(base_url: str, clean: bool = False) -> dict[str, str]:
     kept = {
         key: value
         for key, value in os.environ.items()
@@ -108,7 +112,7 @@ def environment(base_url: str) -> dict[str, str]:
     return {
         **kept,
         **OFFLINE_COST_MAP,
-        **dev_environment(base_url),
+        **({} if clean else dev_environment(base_url)),
         "PATH": f"{venv_bin}{os.pathsep}{kept.get('PATH', '')}",
         "PYTHONPATH": str(ROOT),
         "NO_COLOR": "1",
@@ -131,7 +135,7 @@ def test_the_readmes_have_runnable_blocks() -> None:
 def test_snippet_runs_as_written(
     block: Block, clone: Path, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = environment(upstream.base_url)
+    env = environment(upstream.base_url, block.clean_env)
     for saved in ALL_BLOCKS:
         if saved.document == block.document and saved.save_as:
             (clone / saved.save_as).write_text(saved.text)
