@@ -126,7 +126,9 @@ def validate(ctx: click.Context, files: tuple[str, ...], check_tiers: bool) -> N
     failed = False
     for file in files:
         try:
-            report = check_file(Path(file))
+            # user configs are resolved against the registry in use (--config, else the defaults)
+            registry = ctx.obj["config"]
+            report = check_file(Path(file), Path(registry) if registry else None)
         except LuckyError as exc:
             failed = True
             click.secho(f"✗ {file}", fg="red")

@@ -50,17 +50,22 @@ def kind_of(data: Mapping[str, Any]) -> FileKind:
     return "models"
 
 
-def check_file(path: Path) -> FileReport:
-    """Validate one file of any kind; raises `ConfigError` listing every problem."""
+def check_file(path: Path, registry: Path | None = None) -> FileReport:
+    """Validate one file of any kind; raises `ConfigError` listing every problem.
+
+    A user config is also resolved against the registry that would run it (`registry`, a
+    models.yaml, else the built-in defaults), so a typo in a model name fails here."""
     from .config import load_models_config, load_user_config
+    from .config.resolve import check_models_config, check_user_config, registry_tables
 
     data, lines = load_yaml(path)
     kind = kind_of(data)
     if kind == "user":
-        load_user_config(path)
+        tables = registry_tables(load_models_config(registry) if registry else None)
+        check_user_config(load_user_config(path), *tables)
         return FileReport(kind)
     if kind == "models":
-        load_models_config(path)
+        check_models_config(load_models_config(path))
         return FileReport(kind)
     return FileReport(kind, check_proxy_config(data, lines))
 

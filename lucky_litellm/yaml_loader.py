@@ -209,6 +209,13 @@ class _Loader(yaml.SafeLoader):
     max_depth = DEFAULT_LIMITS.max_depth
     _depth = 0
 
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        # The scanner reads a whole run of '[' / '{' ahead (each may start a simple key) before
+        # the composer sees the first one: stop the run here, not only in compose_node.
+        if self.flow_level >= self.max_depth:
+            raise _TooDeep(self.line + 1)
+        super().fetch_flow_collection_start(token_class)
+
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         self._depth += 1
         try:

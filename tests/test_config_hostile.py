@@ -296,3 +296,23 @@ async def test_models_environ_holds_the_keys_the_call_sends(monkeypatch, fake_up
     response = await models.complete("tier:medium", MESSAGES)
     assert routing_of(response).winner == "openai/gpt-4.1-mini"
     assert fake_upstream.calls[0].headers.get("Authorization") == f"Bearer {PLANTED_KEYS['OPENAI_API_KEY']}"
+
+
+def test_cli_validate_resolves_providers_and_tier_options(tmp_path):
+    """`lucky-litellm validate` used to pass a file whose providers could never be called."""
+    from click.testing import CliRunner
+
+    from lucky_litellm.cli import main
+
+    user = tmp_path / "u.yaml"
+    user.write_text("experiments:\n  x:\n    providers: [opnai/gpt-4.1-mini]\n")
+    registry = tmp_path / "models.yaml"
+    registry.write_text("tiers:\n  medium:\n    minAgreement: 0.6\n")
+
+    result = CliRunner(env=dict(PLANTED_KEYS)).invoke(main, ["validate", str(user), str(registry)])
+
+    assert result.exit_code == 1
+    assert (
+        f"{user}:3: experiments.x.providers.0" in result.output and "did you mean 'openai'" in result.output
+    )
+    assert f"{registry}:3: tiers.medium.minAgreement" in result.output

@@ -128,7 +128,9 @@ def test_ordinary_aliases_still_work():
     assert config.experiments["b"].timeout == 5000
 
 
-@pytest.mark.parametrize("nesting", ["[" * 5000 + "]" * 5000, "{a: " * 5000 + "1" + "}" * 5000])
+@pytest.mark.parametrize(
+    "nesting", ["[" * 5000 + "]" * 5000, "{a: " * 5000 + "1" + "}" * 5000, "[" * 900_000]
+)
 def test_deep_nesting_is_a_config_error_not_a_recursion_error(nesting):
     error = config_error(lambda: load_user_config(f"experiments:\n  x: {nesting}\n"))
     assert "nested deeper than 64 levels" in error.issues[0].message

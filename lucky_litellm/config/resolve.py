@@ -11,18 +11,19 @@ call time and says why, and setting the key later enables it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, ConfigIssue, ModelSpecError, ProviderDisabledError, UnknownTierError
 from ..spec import parse_spec
-from .load import source_lines
-from .schema import UserConfig
+from .load import load_user_config, source_lines
+from .schema import ModelsConfig, UserConfig
 
 if TYPE_CHECKING:
     from ..providers import ProviderTable
     from ..tiers import TierTable
 
-__all__ = ["check_user_config"]
+__all__ = ["check_models_config", "check_user_config", "registry_tables"]
 
 
 def check_user_config(config: UserConfig, providers: ProviderTable, tiers: TierTable) -> None:
@@ -61,3 +62,29 @@ def _problem(raw: str, providers: ProviderTable, tiers: TierTable) -> str | None
     except ModelSpecError as exc:
         return exc.reason
     return None
+
+
+def registry_tables(
+    config: ModelsConfig | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[ProviderTable, TierTable]:
+    """The provider and tier tables a registry built from `config` would have (no state store,
+    nothing called): what `lucky-litellm validate` checks user configs against."""
+    from ..providers import ProviderTable
+    from ..tiers import build_tier_config
+
+    providers = ProviderTable.build(config, environ)
+    return providers, build_tier_config(config=config, providers=providers)
+
+
+def check_models_config(config: ModelsConfig, environ: Mapping[str, str] | None = None) -> None:
+    """Everything `Models(config)` would refuse, without building it: the tier table (tier options
+    the strategy ignores), and every user config, loaded and resolved. One `ConfigError` for all."""
+    providers, tiers = registry_tables(config, environ)
+    issues: list[ConfigIssue] = []
+    for entry in config.users.values():
+        try:
+            check_user_config(load_user_config(entry), providers, tiers)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+    if issues:
+        raise ConfigError(issues, "invalid models config")

@@ -261,7 +261,9 @@ class AttemptTrace:
         """Adjust litellm's call kwargs, in place, when litellm's own otel callback is installed:
         its spans go under this one, and it logs no content unless capture is on."""
         if litellm_otel_active():
-            prepare_litellm_call(self.span, self.owner.telemetry.capture_content, call_kwargs)
+            # an invalid (no-op) span as parent would make litellm's spans roots: none then
+            span = self.span if self.span.get_span_context().is_valid else None
+            prepare_litellm_call(span, self.owner.telemetry.capture_content, call_kwargs)
 
     def chunk(self, chunk: Any) -> None:
         """One streamed chunk arrived: note its time, id, model, finish reason (and text when
