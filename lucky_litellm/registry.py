@@ -89,7 +89,7 @@ class Models:
             # unset in the config: OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT decides
             capture_content=self._config.telemetry.capture_content
             if "capture_content" in self._config.telemetry.model_fields_set
-            else capture_from_env(environ or os.environ)
+            else capture_from_env(environ)  # None: os.environ; {} is an empty environment
         )
         self.limiter = ConcurrencyLimiter()
         self._stats = Stats(enabled=self._config.performance_tracking)
