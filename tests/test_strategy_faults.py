@@ -95,7 +95,8 @@ async def test_tier_attempt_timeout_is_enforced(make_models, fake_upstream):
 
 
 async def test_the_readme_attempt_timeout_example_answers_past_a_hang(models, fake_upstream):
-    block = re.search(r"<!-- attempt-timeout -->\s*\n```yaml\n(.*?)\n```", README.read_text(), re.DOTALL)
+    marked = r"<!-- attempt-timeout -->\s*(?:<!--.*?-->\s*)*```yaml\n(.*?)\n```"
+    block = re.search(marked, README.read_text(), re.DOTALL)
     assert block, "README.md has no yaml block marked <!-- attempt-timeout -->"
     models.load_user_config("u", block.group(1))
     await warm_up(models)
