@@ -316,3 +316,12 @@ def test_cli_validate_resolves_providers_and_tier_options(tmp_path):
         f"{user}:3: experiments.x.providers.0" in result.output and "did you mean 'openai'" in result.output
     )
     assert f"{registry}:3: tiers.medium.minAgreement" in result.output
+
+
+def test_models_environ_decides_content_capture(monkeypatch):
+    """`environ or os.environ` again: an empty environ turned prompt capture on from os.environ."""
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    assert Models(environ={}).telemetry.capture_content is False
+    assert Models(
+        environ={"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true"}
+    ).telemetry.capture_content
