@@ -15,6 +15,7 @@ request path. Estimates pad the count by `PROMPT_TOKEN_MARGIN`.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -208,13 +209,21 @@ def estimate(target: Target | str, prompt_tokens: int, max_tokens: int | None) -
     """The worst case of one call, for budget reservations."""
     if is_free(target):
         return Estimate(0.0, 0.0, max_tokens or 0, True)
+    per_prompt, per_output, priced, model_max = _unit_prices(_model_of(target))
+    bound = max_tokens or model_max or _FALLBACK_MAX_OUTPUT
+    return Estimate(prompt_tokens * per_prompt, per_output, int(bound), priced)
+
+
+@functools.lru_cache(maxsize=1024)
+def _unit_prices(model: str) -> tuple[float, float, bool, int | None]:
+    """USD per prompt token, per output token, whether anyone prices the model, its max output.
+    Cached: litellm's lookups cost tens of microseconds, and the answers never change."""
     from .tiers import model_price
 
-    prompt_usd = cost_from_tokens(target, prompt_tokens, 0)
-    per_token = cost_from_tokens(target, 0, 1_000_000) / 1_000_000
-    priced = prompt_usd > 0 or per_token > 0 or model_price(_model_of(target)) is not None
-    bound = max_tokens or max_output_tokens(target) or _FALLBACK_MAX_OUTPUT
-    return Estimate(prompt_usd, per_token, int(bound), priced)
+    per_prompt = cost_from_tokens(model, 1_000_000, 0) / 1_000_000
+    per_output = cost_from_tokens(model, 0, 1_000_000) / 1_000_000
+    priced = per_prompt > 0 or per_output > 0 or model_price(model) is not None
+    return per_prompt, per_output, priced, max_output_tokens(model)
 
 
 def fit_budget(
