@@ -26,6 +26,7 @@ from benchmarks import (
     bench_memory,
     bench_overhead,
     bench_proxy,
+    bench_state,
     bench_tracing,
     profile_breakdown,
 )
@@ -42,6 +43,7 @@ BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "memory": bench_memory.run,
     "tracing": bench_tracing.run,
     "proxy": bench_proxy.run,
+    "state": bench_state.run,
 }
 
 
@@ -126,6 +128,12 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         for name, ratio in proxy["ratio_to_plain"].items():
             if name != "plain":
                 rows.append((f"proxy req/s with hook / plain proxy, {name}", f"{ratio:.2f}", "report", None))
+    state = results.get("state")
+    if state:
+        for kind in ("mock", "http"):
+            ratio = state[kind]["ratio"]
+            measure = f"budgeted req/s, Redis / memory store, c=50, {kind}"
+            rows.append((measure, f"{ratio:.2f}", ">= 0.80", ratio >= 0.8))
     return rows
 
 

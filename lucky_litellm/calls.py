@@ -30,7 +30,7 @@ from .routing import Attempt, Routing
 if TYPE_CHECKING:
     from .plan import Plan
     from .providers import Target
-    from .telemetry import RequestTrace
+    from .telemetry import AttemptTrace, RequestTrace
 
 __all__ = [
     "PeekedStream",
@@ -64,6 +64,8 @@ class PeekedStream:
     """Credentials the call was made with: removed from any error the stream raises later."""
     target: Target | None = None
     """The model streaming, so a stream nobody reads to the end (a race's loser) can be billed."""
+    trace: AttemptTrace | None = None
+    """The attempt's span, told about every chunk (time to first chunk, streamed response)."""
 
     async def aclose(self) -> None:
         close = getattr(self.stream, "aclose", None)
@@ -125,7 +127,10 @@ class RequestRun:
         attempt.started_ms = (started - self.started) * 1000
         end = self.deadline if until is None else min(until, self.deadline)
         try:
-            result = await self.retry.run(functools.partial(self._call_bounded, target, attempt, end), end)
+            with span.use():  # instrumentation below (httpx, litellm) nests under the attempt
+                result = await self.retry.run(
+                    functools.partial(self._call_bounded, target, attempt, span, end), end
+                )
         except asyncio.CancelledError:
             attempt.outcome = "cancelled"
             attempt.latency_ms = (time.perf_counter() - started) * 1000
@@ -138,23 +143,23 @@ class RequestRun:
             raise
         attempt.latency_ms = (time.perf_counter() - started) * 1000
         if not self.stream:
-            span.call_done(attempt)
+            span.call_done(attempt, response=result)
         return result
 
-    async def _call_bounded(self, target: Target, attempt: Attempt, end: float) -> Any:
+    async def _call_bounded(self, target: Target, attempt: Attempt, span: AttemptTrace, end: float) -> Any:
         """One call, cancelled at its budget's end. When only the request's deadline bounds it,
         no timer of its own is set: the deadline's expiry is the request's timeout, not a
         failure of this model."""
         now = time.monotonic()
         limit = end if self.call_budget_s is None else min(end, now + self.call_budget_s)
         if limit >= self.deadline:
-            return await self._call_once(target, attempt)
+            return await self._call_once(target, attempt, span)
         budget = limit - now
         if budget <= 0:
             raise AttemptTimeoutError(target.spec, 0.0)
-        return await _within(self._call_once(target, attempt), budget, target.spec)
+        return await _within(self._call_once(target, attempt, span), budget, target.spec)
 
-    async def _call_once(self, target: Target, attempt: Attempt) -> Any:
+    async def _call_once(self, target: Target, attempt: Attempt, span: AttemptTrace) -> Any:
         import litellm
 
         attempt.tries += 1
@@ -167,6 +172,7 @@ class RequestRun:
         # connection (measured: +4 ms per call). The plan's deadline is enforced around the
         # strategy anyway, so litellm gets the same timeout for every call of a plan.
         kwargs.setdefault("timeout", self.plan.timeout_s + _LITELLM_TIMEOUT_MARGIN_S)
+        span.prepare(kwargs)
         response = await litellm.acompletion(
             model=target.litellm_model, messages=list(self.messages), **kwargs
         )
@@ -175,10 +181,11 @@ class RequestRun:
             if not _has_answer(response):
                 raise EmptyAnswerError(target.spec)
             return response
-        peeked = PeekedStream(response, [], secrets_of(target, self.kwargs), target)
+        peeked = PeekedStream(response, [], secrets_of(target, self.kwargs), target, span)
         try:
             while True:
                 chunk = await response.__anext__()
+                span.chunk(chunk)
                 peeked.head.append(chunk)
                 if _has_content(chunk):
                     return peeked

@@ -183,7 +183,7 @@ class Lease:
             await warm_up()  # before the deadline clock starts
         plan = self.plan
         self.deadline = time.monotonic() + plan.timeout_s
-        self.trace = self.models.telemetry.start_request(self.routing, self.messages)
+        self.trace = self.models.telemetry.start_request(self.routing, self.messages, self.kwargs)
         run = self.run = RequestRun(
             plan=plan,
             messages=self.messages,

@@ -30,7 +30,7 @@ from .spec import ModelSpec, parse_spec
 from .state import FlagState, State, state_from_url
 from .stats import Stats
 from .sync import run_sync
-from .telemetry import Telemetry
+from .telemetry import Telemetry, capture_from_env
 from .tiers import TierTable, build_tier_config
 
 __all__ = ["Models", "create_models", "default_models", "set_default_models"]
@@ -84,7 +84,12 @@ class Models:
             ),
             on_outage=self._config.state.on_outage,
         )
-        self.telemetry = telemetry or Telemetry(capture_content=self._config.telemetry.capture_content)
+        self.telemetry = telemetry or Telemetry(
+            # unset in the config: OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT decides
+            capture_content=self._config.telemetry.capture_content
+            if "capture_content" in self._config.telemetry.model_fields_set
+            else capture_from_env(environ or os.environ)
+        )
         self.limiter = ConcurrencyLimiter()
         self._stats = Stats(enabled=self._config.performance_tracking)
         self.alerts = CostAlerts(self._config.telemetry.cost_alert_thresholds)

@@ -131,14 +131,16 @@ class Rollout:
         )
         attempt = Attempt(model=target.spec, tries=1)
         routing.attempts.append(attempt)
-        trace = self.models.telemetry.start_request(routing, messages)
+        trace = self.models.telemetry.start_request(routing, messages, kwargs)
         span = trace.start_attempt(target, attempt)
         started = time.perf_counter()
         call_kwargs = {**target.call_kwargs(), **kwargs}
+        span.prepare(call_kwargs)
         try:
-            response = await litellm.acompletion(
-                model=target.litellm_model, messages=list(messages), **call_kwargs
-            )
+            with span.use():  # instrumentation below the call nests under its span
+                response = await litellm.acompletion(
+                    model=target.litellm_model, messages=list(messages), **call_kwargs
+                )
         except BaseException as exc:
             attempt.outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed"
             attempt.error_type = type(exc).__qualname__
@@ -154,7 +156,7 @@ class Rollout:
         attempt.outcome = "won"
         routing.winner = target.spec
         routing.cost_usd = attempt.cost_usd
-        span.call_done(attempt)
+        span.call_done(attempt, response=None if kwargs.get("stream") else response)
         trace.finish(routing)
         return attach_routing(response, routing)
 

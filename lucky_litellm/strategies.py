@@ -196,6 +196,7 @@ STRATEGIES: dict[str, StrategyFn] = {
 async def run_strategy(run: RequestRun, targets: Sequence[Target]) -> Any:
     started = time.perf_counter()
     try:
-        return await STRATEGIES[run.plan.strategy](run, targets)
+        with run.trace.use():  # `lucky.complete` is the current span while the strategy runs
+            return await STRATEGIES[run.plan.strategy](run, targets)
     finally:
         run.routing.latency_ms = (time.perf_counter() - started) * 1000

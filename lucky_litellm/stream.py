@@ -91,6 +91,7 @@ class _State:
         self.lease = lease
         self.inner = peeked.stream
         self.secrets = peeked.secrets
+        self.trace = peeked.trace  # told about each chunk read here (the head's already were)
         self.head: deque[Any] = deque(peeked.head)
         self.attempt = attempt
         self.target = target
@@ -209,7 +210,10 @@ class LuckyStream:
         try:
             if lease.remaining() <= 0:
                 raise asyncio.TimeoutError
-            return await _until(state.inner.__anext__(), lease.deadline)
+            chunk = await _until(state.inner.__anext__(), lease.deadline)
+            if state.trace is not None:
+                state.trace.chunk(chunk)
+            return chunk
         except StopAsyncIteration:
             if self._check_finish and not finished_properly(state.inner):
                 error: BaseException = IncompleteStreamError(state.attempt.model, state.chunks)

@@ -10,29 +10,80 @@ once, in a child interpreter, where setting globals cannot leak into other tests
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import socket
 import subprocess
 import sys
-import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import litellm
 import pytest
+from litellm.integrations.custom_logger import CustomLogger
+from opentelemetry import trace as otel_trace
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes
+from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
+    GEN_AI_INPUT_MESSAGES,
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_OUTPUT_MESSAGES,
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_FREQUENCY_PENALTY,
+    GEN_AI_REQUEST_MAX_TOKENS,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_REQUEST_SEED,
+    GEN_AI_REQUEST_STOP_SEQUENCES,
+    GEN_AI_REQUEST_TEMPERATURE,
+    GEN_AI_REQUEST_TOP_P,
+    GEN_AI_RESPONSE_FINISH_REASONS,
+    GEN_AI_RESPONSE_ID,
+    GEN_AI_RESPONSE_MODEL,
+    GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK,
+    GEN_AI_TOKEN_TYPE,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+    GenAiOperationNameValues,
+    GenAiProviderNameValues,
+)
+from opentelemetry.semconv._incubating.metrics import gen_ai_metrics
+from opentelemetry.semconv._incubating.metrics.gen_ai_metrics import (
+    GEN_AI_CLIENT_OPERATION_DURATION,
+    GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK,
+    GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK,
+    GEN_AI_CLIENT_TOKEN_USAGE,
+)
+from opentelemetry.semconv.attributes import error_attributes, server_attributes
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
 
 from lucky_litellm import Models, routing_of
-from lucky_litellm.telemetry import DURATION_BUCKETS, Telemetry, TelemetrySetup, configure
+from lucky_litellm.telemetry import (
+    CAPTURE_CONTENT_ENV,
+    DURATION_BUCKETS,
+    Telemetry,
+    TelemetrySetup,
+    configure,
+)
 from lucky_litellm.testing import Behavior, FakeUpstream
-from lucky_litellm.testing.otlp_receiver import OtlpReceiver, ReceivedSpan
+from lucky_litellm.testing.otlp_receiver import OtlpReceiver, ReceivedPoint, ReceivedSpan
 
 SECRET = "sk-test-planted-secret-123456"
 MESSAGES = [{"role": "user", "content": "Which river is longest?"}]
 MINI_PRICE = (0.4e-6, 1.6e-6)  # gpt-4.1-mini, USD per input / output token
 NANO_PRICE = (0.1e-6, 0.4e-6)
+SEMCONV_NAMES = {
+    value
+    for module in (gen_ai_attributes, gen_ai_metrics, server_attributes, error_attributes)
+    for value in vars(module).values()
+    if isinstance(value, str)
+}
 
 
 @dataclass
@@ -54,9 +105,26 @@ class Pipeline:
         children = self.receiver.wait_for_spans(count, where=lambda s: s.parent_span_id == root.span_id)
         return root, children
 
+    def points(self, name: str) -> list[ReceivedPoint]:
+        self.flush()
+        return list(self.receiver.wait_for_metric(name).points)
 
-@pytest.fixture
-def pipeline() -> Iterator[Pipeline]:
+
+USER_CONFIG = {
+    "experiments": {
+        "fast": {"strategy": "race", "providers": ["openai/gpt-4.1-mini", "openai/gpt-4.1-nano"]},
+        "safe": {"strategy": "fallback", "providers": ["openai/gpt-4.1-mini", "openai/gpt-4.1-nano"]},
+        "vote": {
+            "strategy": "consensus",
+            "providers": ["openai/gpt-4.1-mini", "openai/gpt-4.1-nano", "openai/gpt-4o-mini"],
+        },
+    },
+    "defaults": {"costLimit": 1.0},
+}
+
+
+@contextlib.contextmanager
+def pipeline_of(capture_content: bool | None = False) -> Iterator[Pipeline]:
     with OtlpReceiver() as receiver, FakeUpstream() as upstream:
         setup = configure(
             otlp_endpoint=receiver.endpoint,
@@ -64,37 +132,36 @@ def pipeline() -> Iterator[Pipeline]:
             export_interval_ms=60_000,  # metrics are exported by force_flush, not by the timer
             set_global=False,
         )
-        telemetry = Telemetry(tracer_provider=setup.tracer_provider, meter_provider=setup.meter_provider)
+        telemetry = Telemetry(
+            capture_content=capture_content,
+            tracer_provider=setup.tracer_provider,
+            meter_provider=setup.meter_provider,
+        )
         models = Models(
             {"providers": {"openai": {"apiBase": upstream.base_url, "apiKeyEnv": "OPENAI_API_KEY"}}},
             environ={"OPENAI_API_KEY": SECRET},
             telemetry=telemetry,
         )
-        models.load_user_config(
-            "u1",
-            {
-                "experiments": {
-                    "fast": {"strategy": "race", "providers": ["openai/gpt-4.1-mini", "openai/gpt-4.1-nano"]},
-                    "safe": {
-                        "strategy": "fallback",
-                        "providers": ["openai/gpt-4.1-mini", "openai/gpt-4.1-nano"],
-                    },
-                    "vote": {
-                        "strategy": "consensus",
-                        "providers": ["openai/gpt-4.1-mini", "openai/gpt-4.1-nano", "openai/gpt-4o-mini"],
-                    },
-                },
-                "defaults": {"costLimit": 1.0},
-            },
-        )
+        models.load_user_config("u1", USER_CONFIG)
         try:
             yield Pipeline(receiver, setup, upstream, models)
         finally:
             setup.shutdown()
 
 
+@pytest.fixture
+def pipeline() -> Iterator[Pipeline]:
+    with pipeline_of() as built:
+        yield built
+
+
 def _by_name(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:
     return {span.name: span for span in spans}
+
+
+def _by_model(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:
+    """Attempt spans by the model spec they ran (their names carry only the model name)."""
+    return {span.attributes["lucky.model"]: span for span in spans}
 
 
 def _assert_inside(child: ReceivedSpan, parent: ReceivedSpan) -> None:
@@ -123,14 +190,14 @@ async def test_race_trace_arrives_with_tree_outcomes_costs_and_durations(pipelin
     assert root.attributes["lucky.winner"] == "openai/gpt-4.1-mini"
     assert root.attributes["lucky.models"] == ("openai/gpt-4.1-mini", "openai/gpt-4.1-nano")
 
-    spans = _by_name(children)
-    winner, loser = spans["chat openai/gpt-4.1-mini"], spans["chat openai/gpt-4.1-nano"]
+    spans = _by_model(children)
+    winner, loser = spans["openai/gpt-4.1-mini"], spans["openai/gpt-4.1-nano"]
     for child in (winner, loser):
         assert child.kind == "CLIENT"
         _assert_inside(child, root)
     assert winner.attributes["lucky.attempt.outcome"] == "won"
-    assert winner.attributes["gen_ai.usage.input_tokens"] == 100
-    assert winner.attributes["gen_ai.usage.output_tokens"] == 10
+    assert winner.attributes[GEN_AI_USAGE_INPUT_TOKENS] == 100
+    assert winner.attributes[GEN_AI_USAGE_OUTPUT_TOKENS] == 10
     expected_cost = 100 * MINI_PRICE[0] + 10 * MINI_PRICE[1]
     assert winner.attributes["lucky.cost.usd"] == pytest.approx(expected_cost)
     assert root.attributes["lucky.cost.usd"] == pytest.approx(expected_cost)
@@ -152,10 +219,10 @@ async def test_fallback_trace_shows_the_failure_then_the_winner(pipeline: Pipeli
     await pipeline.models.complete("user:u1:safe", MESSAGES)
 
     root, children = pipeline.trace_of(count=2)
-    spans = _by_name(children)
-    failed, won = spans["chat openai/gpt-4.1-mini"], spans["chat openai/gpt-4.1-nano"]
+    spans = _by_model(children)
+    failed, won = spans["openai/gpt-4.1-mini"], spans["openai/gpt-4.1-nano"]
     assert failed.attributes["lucky.attempt.outcome"] == "failed"
-    assert failed.attributes["error.type"] == "BadRequestError"
+    assert failed.attributes[ERROR_TYPE] == "BadRequestError"
     assert failed.status_code == "ERROR"
     [exception] = [e for e in failed.events if e.name == "exception"]
     assert "model overloaded with nonsense" in exception.attributes["exception.message"]
@@ -179,11 +246,13 @@ async def test_consensus_trace_has_every_vote_and_the_agreement(pipeline: Pipeli
     response = await pipeline.models.complete("user:u1:vote", MESSAGES)
 
     root, children = pipeline.trace_of(count=3)
-    outcomes = {span.name: span.attributes["lucky.attempt.outcome"] for span in children}
+    outcomes = {
+        model: span.attributes["lucky.attempt.outcome"] for model, span in _by_model(children).items()
+    }
     assert outcomes == {
-        "chat openai/gpt-4.1-mini": "won",
-        "chat openai/gpt-4.1-nano": "won",
-        "chat openai/gpt-4o-mini": "lost",
+        "openai/gpt-4.1-mini": "won",
+        "openai/gpt-4.1-nano": "won",
+        "openai/gpt-4o-mini": "lost",
     }
     assert root.attributes["lucky.consensus.agreement"] == pytest.approx(2 / 3)
     total = sum(span.attributes["lucky.cost.usd"] for span in children)
@@ -191,8 +260,8 @@ async def test_consensus_trace_has_every_vote_and_the_agreement(pipeline: Pipeli
     assert root.attributes["lucky.cost.usd"] == pytest.approx(total)
     assert routing_of(response).cost_usd == pytest.approx(total)
     # each attempt span ends when its own answer came, not when the vote was counted
-    spans = _by_name(children)
-    assert spans["chat openai/gpt-4.1-mini"].end_ns < spans["chat openai/gpt-4.1-nano"].end_ns
+    spans = _by_model(children)
+    assert spans["openai/gpt-4.1-mini"].end_ns < spans["openai/gpt-4.1-nano"].end_ns
     for span in children:
         _assert_inside(span, root)
 
@@ -208,12 +277,12 @@ async def test_metrics_arrive_with_semconv_names_buckets_and_labels(pipeline: Pi
     second = await pipeline.models.complete("openai/gpt-4.1-mini", MESSAGES, user_id="u1")
     pipeline.flush()
 
-    duration = pipeline.receiver.wait_for_metric("gen_ai.client.operation.duration")
+    duration = pipeline.receiver.wait_for_metric(GEN_AI_CLIENT_OPERATION_DURATION)
     assert duration.kind == "histogram"
     assert duration.unit == "s"
     points = {
         (
-            p.attributes["gen_ai.request.model"],
+            p.attributes[GEN_AI_REQUEST_MODEL],
             p.attributes["lucky.strategy"],
             p.attributes["lucky.attempt.outcome"],
         ): p
@@ -229,10 +298,10 @@ async def test_metrics_arrive_with_semconv_names_buckets_and_labels(pipeline: Pi
     assert race_win.count == 1
     assert 0.02 <= race_win.sum < 1.5
 
-    tokens = pipeline.receiver.wait_for_metric("gen_ai.client.token.usage")
+    tokens = pipeline.receiver.wait_for_metric(GEN_AI_CLIENT_TOKEN_USAGE)
     by_type: dict[str, int] = {}
     for p in tokens.points:
-        by_type[p.attributes["gen_ai.token.type"]] = by_type.get(p.attributes["gen_ai.token.type"], 0) + int(
+        by_type[p.attributes[GEN_AI_TOKEN_TYPE]] = by_type.get(p.attributes[GEN_AI_TOKEN_TYPE], 0) + int(
             p.sum or 0
         )
     assert by_type == {"input": 200, "output": 20}
@@ -246,7 +315,7 @@ async def test_metrics_arrive_with_semconv_names_buckets_and_labels(pipeline: Pi
     for metric in (duration, tokens, cost):
         for point in metric.points:
             assert "u1" not in point.attributes.values()
-            assert {"gen_ai.provider.name", "gen_ai.request.model", "lucky.strategy"} <= set(point.attributes)
+            assert {GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL, "lucky.strategy"} <= set(point.attributes)
 
 
 def test_receiver_decodes_gzip_encoded_exports() -> None:
@@ -263,35 +332,407 @@ def test_receiver_decodes_gzip_encoded_exports() -> None:
         assert receiver.errors == []
 
 
-def test_configure_installs_global_providers_used_by_models(tmp_path: Any) -> None:
-    """`configure()` as the CLI calls it, in a fresh interpreter: Models built afterwards (and before)
-    export through the global providers without being handed any."""
+# -- nesting: lucky's spans are the parents of whatever instruments the call ------------------------
+
+
+class _CurrentSpanProbe(CustomLogger):
+    """Stands in for instrumentation below lucky (httpx, an SDK): litellm calls it inside the call,
+    where it opens a span of its own under whatever is current."""
+
+    def __init__(self, tracer_provider: Any) -> None:
+        super().__init__()
+        self.tracer = tracer_provider.get_tracer("probe")
+
+    def log_pre_api_call(self, model: Any, messages: Any, kwargs: Any) -> None:
+        self.tracer.start_span("POST /chat/completions").end()
+
+
+async def test_attempt_span_is_current_while_litellm_runs(pipeline: Pipeline) -> None:
+    probe = _CurrentSpanProbe(pipeline.setup.tracer_provider)
+    saved = list(litellm.callbacks)
+    litellm.callbacks = [*saved, probe]
+    try:
+        await pipeline.models.complete("user:u1:safe", MESSAGES)
+    finally:
+        litellm.callbacks = saved
+    _, [attempt] = pipeline.trace_of(count=1)
+    [inner] = pipeline.receiver.wait_for_spans(1, where=lambda s: s.name == "POST /chat/completions")
+    assert inner.parent_span_id == attempt.span_id
+    assert inner.trace_id == attempt.trace_id
+
+
+def test_lucky_complete_is_current_while_the_strategy_runs() -> None:
+    from lucky_litellm.routing import Routing
+
     with OtlpReceiver() as receiver:
-        script = textwrap.dedent(
-            f"""
-            import asyncio
-            from lucky_litellm import Models
-            from lucky_litellm.telemetry import configure
+        setup = configure(otlp_endpoint=receiver.endpoint, metrics=False, set_global=False)
+        telemetry = Telemetry(tracer_provider=setup.tracer_provider)
+        request = telemetry.start_request(Routing(spec="s", strategy="first", models=["openai/gpt-4.1-mini"]))
+        with request.use():
+            current = otel_trace.get_current_span()
+        assert current is request.span
+        assert otel_trace.get_current_span() is not request.span
+        setup.shutdown()
 
-            before = Models(environ={{"OPENAI_API_KEY": "{SECRET}"}})   # created before configure()
-            setup = configure(otlp_endpoint="{receiver.endpoint}", service_name="lucky-global")
-            after = Models(environ={{"OPENAI_API_KEY": "{SECRET}"}})
 
-            async def main():
-                for models in (before, after):
-                    await models.complete("openai/gpt-4.1-mini", [{{"role": "user", "content": "hi"}}],
-                                          mock_response="hello")
-            asyncio.run(main())
-            setup.shutdown()
-            """
-        )
+LITELLM_OTEL_SCRIPT = """
+import asyncio, json, os, sys
+lucky_endpoint, litellm_endpoint, upstream = sys.argv[1:4]
+os.environ["OTEL_EXPORTER"] = "otlp_http"
+os.environ["OTEL_ENDPOINT"] = litellm_endpoint + "/v1/traces"
+import litellm
+from opentelemetry import trace
+
+litellm.callbacks = ["otel"]
+messages = [{"role": "user", "content": "PROMPT-TEXT-1 which river?"}]
+
+async def direct():  # the application used litellm with otel before lucky came along
+    await litellm.acompletion(model="openai/gpt-4.1-mini", messages=messages, api_base=upstream,
+                              api_key="sk-x", mock_response="warm")
+asyncio.run(direct())
+
+from lucky_litellm import Models
+from lucky_litellm.telemetry import configure
+
+config = {"providers": {"openai": {"apiBase": upstream}}}
+before = Models(config, environ={"OPENAI_API_KEY": "sk-x"})    # built before configure()
+setup = configure(otlp_endpoint=lucky_endpoint, metrics=False)  # litellm installed a provider first
+after = Models(config, environ={"OPENAI_API_KEY": "sk-x"})
+
+async def main():
+    answers = []
+    for models in (before, after):
+        response = await models.complete("openai/gpt-4.1-mini", messages)
+        answers.append(response.choices[0].message.content)
+    await asyncio.sleep(0.2)  # litellm logs from a background task
+    return answers
+
+answers = asyncio.run(main())
+trace.get_tracer_provider().force_flush()
+print(json.dumps({"added": setup.added_to_existing, "answers": answers}))
+"""
+
+
+def test_litellm_otel_callback_nests_under_lucky_and_records_no_content() -> None:
+    """litellm's own `otel` callback installed first (its provider, its exporter), then lucky's
+    `configure()`: lucky's exporter joins that provider, litellm's spans nest under lucky's attempt
+    spans, litellm writes nothing onto lucky's spans, and no prompt or answer text is exported."""
+    with OtlpReceiver() as ours, OtlpReceiver() as theirs, FakeUpstream() as upstream:
+        upstream.script("gpt-4.1-mini", Behavior(content="ANSWER-TEXT-2 the Nile"))
         env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+        env.pop(CAPTURE_CONTENT_ENV, None)
         done = subprocess.run(
-            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+            [sys.executable, "-c", LITELLM_OTEL_SCRIPT, ours.endpoint, theirs.endpoint, upstream.base_url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert done.returncode == 0, done.stderr
-        roots = receiver.wait_for_spans(2, where=lambda s: s.name == "lucky.complete")
-        assert {root.resource["service.name"] for root in roots} == {"lucky-global"}
-        receiver.wait_for_spans(2, where=lambda s: s.name == "chat openai/gpt-4.1-mini")
-        assert receiver.wait_for_metric("lucky.cost.usd").points
-        assert SECRET not in repr(receiver.spans) + repr(receiver.metrics)
+        outcome = json.loads(done.stdout.strip().splitlines()[-1])
+        assert outcome == {"added": True, "answers": ["ANSWER-TEXT-2 the Nile"] * 2}
+
+        attempts = ours.wait_for_spans(2, where=lambda s: s.name == "chat gpt-4.1-mini")
+        children = ours.wait_for_spans(
+            2, where=lambda s: s.name == "litellm_request" and s.parent_span_id is not None
+        )
+        assert {c.parent_span_id for c in children} == {a.span_id for a in attempts}
+        for attempt in attempts:
+            # only lucky's own attributes: litellm wrote nothing onto a span it did not create
+            assert all(key.startswith(("gen_ai.", "lucky.", "server.")) for key in attempt.attributes)
+            assert attempt.status_code == "UNSET"
+        exported = repr(ours.spans) + repr(theirs.spans)
+        assert "PROMPT-TEXT-1" not in exported
+        assert "ANSWER-TEXT-2" not in exported
+        assert "ended span" not in done.stderr  # no attribute written onto an ended span
+        assert "litellm's otel callback is installed" in done.stderr  # said once, how to combine
+        assert done.stderr.count("litellm's otel callback is installed") == 1
+
+
+# -- GenAI semantic conventions -------------------------------------------------------------------
+
+
+async def test_span_name_and_recommended_attributes_of_a_call(pipeline: Pipeline) -> None:
+    pipeline.upstream.script("gpt-4.1-mini", Behavior(content="The Nile", finish_reason="length"))
+    response = await pipeline.models.complete(
+        "openai/gpt-4.1-mini", MESSAGES, temperature=0.2, max_tokens=50, top_p=0.9, seed=7, stop=["\n"]
+    )
+    _, [attempt] = pipeline.trace_of(count=1)
+    assert attempt.name == f"{GenAiOperationNameValues.CHAT.value} gpt-4.1-mini"
+    attributes = attempt.attributes
+    assert attributes[GEN_AI_OPERATION_NAME] == GenAiOperationNameValues.CHAT.value
+    assert attributes[GEN_AI_REQUEST_MODEL] == "gpt-4.1-mini"
+    assert attributes[GEN_AI_REQUEST_TEMPERATURE] == pytest.approx(0.2)
+    assert attributes[GEN_AI_REQUEST_MAX_TOKENS] == 50
+    assert attributes[GEN_AI_REQUEST_TOP_P] == pytest.approx(0.9)
+    assert attributes[GEN_AI_REQUEST_SEED] == 7
+    assert attributes[GEN_AI_REQUEST_STOP_SEQUENCES] == ("\n",)
+    assert attributes[GEN_AI_RESPONSE_ID] == response.id
+    assert attributes[GEN_AI_RESPONSE_MODEL] == "gpt-4.1-mini"
+    assert attributes[GEN_AI_RESPONSE_FINISH_REASONS] == ("length",)
+    assert attributes[SERVER_ADDRESS] == "127.0.0.1"
+    assert attributes[SERVER_PORT] == pipeline.upstream.port
+    assert GEN_AI_REQUEST_FREQUENCY_PENALTY not in attributes  # only what was passed
+
+    for point in pipeline.points(GEN_AI_CLIENT_OPERATION_DURATION):
+        assert point.attributes[SERVER_ADDRESS] == "127.0.0.1"
+        assert point.attributes[SERVER_PORT] == pipeline.upstream.port
+
+
+async def test_server_address_without_an_api_base_is_the_providers_endpoint() -> None:
+    with pipeline_of() as built:
+        models = Models(environ={"OPENAI_API_KEY": SECRET}, telemetry=built.models.telemetry)
+        await models.complete("openai/gpt-4.1-mini", MESSAGES, mock_response="hello")
+        _, [attempt] = built.trace_of(count=1)
+        assert (attempt.attributes[SERVER_ADDRESS], attempt.attributes[SERVER_PORT]) == (
+            "api.openai.com",
+            443,
+        )
+        [point] = built.points(GEN_AI_CLIENT_OPERATION_DURATION)
+        assert point.attributes[SERVER_ADDRESS] == "api.openai.com"
+
+
+def test_provider_names_are_the_semconv_values() -> None:
+    from lucky_litellm.providers import Target
+    from lucky_litellm.routing import Attempt, Routing
+
+    expected = {
+        "gemini/gemini-2.5-flash": GenAiProviderNameValues.GCP_GEMINI,
+        "vertex_ai/gemini-2.5-pro": GenAiProviderNameValues.GCP_VERTEX_AI,
+        "bedrock/anthropic.claude-3-haiku": GenAiProviderNameValues.AWS_BEDROCK,
+        "azure/my-gpt-4o": GenAiProviderNameValues.AZURE_AI_OPENAI,
+        "mistral/mistral-small-latest": GenAiProviderNameValues.MISTRAL_AI,
+        "xai/grok-3-mini": GenAiProviderNameValues.X_AI,
+        "anthropic/claude-3-5-haiku-latest": GenAiProviderNameValues.ANTHROPIC,
+        "groq/llama-3.3-70b": GenAiProviderNameValues.GROQ,
+    }
+    with OtlpReceiver() as receiver:
+        setup = configure(otlp_endpoint=receiver.endpoint, metrics=False, set_global=False)
+        telemetry = Telemetry(tracer_provider=setup.tracer_provider)
+        routing = Routing(spec="x", strategy="race", models=list(expected))
+        request = telemetry.start_request(routing)
+        for spec in expected:
+            attempt = Attempt(spec)
+            target = Target(spec=spec, provider=spec.split("/")[0], litellm_model=spec)
+            request.start_attempt(target, attempt).call_done(attempt)
+        request.finish(routing)
+        assert setup.force_flush()
+        spans = receiver.wait_for_spans(len(expected), where=lambda s: s.name.startswith("chat "))
+        names = {span.attributes["lucky.model"]: span.attributes[GEN_AI_PROVIDER_NAME] for span in spans}
+        assert names == {spec: value.value for spec, value in expected.items()}
+        setup.shutdown()
+
+
+async def test_output_messages_carry_the_finish_reason() -> None:
+    with pipeline_of(capture_content=True) as built:
+        built.upstream.script("gpt-4.1-mini", Behavior(content="The Nile"))
+        await built.models.complete("openai/gpt-4.1-mini", MESSAGES)
+        _, [attempt] = built.trace_of(count=1)
+        assert json.loads(attempt.attributes[GEN_AI_OUTPUT_MESSAGES]) == [
+            {"role": "assistant", "parts": [{"type": "text", "content": "The Nile"}], "finish_reason": "stop"}
+        ]
+        assert (
+            json.loads(attempt.attributes[GEN_AI_INPUT_MESSAGES])[0]["parts"][0]["content"]
+            == (MESSAGES[0]["content"])
+        )
+
+
+async def test_streamed_attempt_has_response_model_output_and_chunk_timings() -> None:
+    with pipeline_of(capture_content=True) as built:
+        built.upstream.script(
+            "gpt-4.1-mini",
+            Behavior(content="the long Nile river", latency_ms=30, chunk_delay_ms=5, completion_tokens=4),
+        )
+        stream = await built.models.complete("openai/gpt-4.1-mini", MESSAGES, stream=True)
+        chunks = [chunk async for chunk in stream]
+        _, [attempt] = built.trace_of(count=1)
+        attributes = attempt.attributes
+        assert attributes[GEN_AI_RESPONSE_MODEL] == "gpt-4.1-mini"
+        assert attributes[GEN_AI_RESPONSE_ID] == chunks[0].id
+        assert attributes[GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
+        assert 0.03 <= attributes[GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] < attempt.duration_s
+        assert json.loads(attributes[GEN_AI_OUTPUT_MESSAGES]) == [
+            {
+                "role": "assistant",
+                "parts": [{"type": "text", "content": "the long Nile river"}],
+                "finish_reason": "stop",
+            }
+        ]
+        [first] = built.points(GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK)
+        assert first.count == 1 and 0.03 <= (first.sum or 0) < 2
+        assert first.attributes[GEN_AI_RESPONSE_MODEL] == "gpt-4.1-mini"
+        [per_chunk] = built.points(GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK)
+        # one per chunk received after the first; the usage-only chunk is received, not handed on
+        assert len(chunks) - 1 <= per_chunk.count <= len(chunks)
+
+
+async def test_capture_follows_the_standard_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CAPTURE_CONTENT_ENV, "true")
+    with pipeline_of(capture_content=None) as built:
+        await built.models.complete("openai/gpt-4.1-mini", MESSAGES)
+        _, [attempt] = built.trace_of(count=1)
+        assert MESSAGES[0]["content"] in attempt.attributes[GEN_AI_INPUT_MESSAGES]
+        assert GEN_AI_OUTPUT_MESSAGES in attempt.attributes
+    on = Models(environ={"OPENAI_API_KEY": SECRET, CAPTURE_CONTENT_ENV: "true"})
+    off = Models(environ={"OPENAI_API_KEY": SECRET, CAPTURE_CONTENT_ENV: "false"})
+    configured = Models({"telemetry": {"captureContent": False}}, environ={CAPTURE_CONTENT_ENV: "true"})
+    assert (on.telemetry.capture_content, off.telemetry.capture_content) == (True, False)
+    assert configured.telemetry.capture_content is False  # an explicit setting wins
+
+
+async def test_cancelled_and_lost_attempts_are_told_apart_in_the_duration_metric(pipeline: Pipeline) -> None:
+    pipeline.upstream.script("gpt-4.1-mini", Behavior(content="Nile", latency_ms=10))
+    pipeline.upstream.script("gpt-4.1-nano", Behavior(content="nile", latency_ms=20))
+    pipeline.upstream.script("gpt-4o-mini", Behavior(content="Amazon", latency_ms=10))
+    await pipeline.models.complete("user:u1:vote", MESSAGES)  # gpt-4o-mini answers and loses the vote
+    pipeline.upstream.script("gpt-4.1-nano", Behavior(content="slow", latency_ms=3_000))
+    await pipeline.models.complete("user:u1:fast", MESSAGES)  # gpt-4.1-nano is cancelled
+    outcomes = {
+        (p.attributes[GEN_AI_REQUEST_MODEL], p.attributes["lucky.strategy"]): p.attributes[
+            "lucky.attempt.outcome"
+        ]
+        for p in pipeline.points(GEN_AI_CLIENT_OPERATION_DURATION)
+    }
+    assert outcomes == {
+        ("gpt-4.1-mini", "consensus"): "won",
+        ("gpt-4.1-nano", "consensus"): "won",
+        ("gpt-4o-mini", "consensus"): "lost",
+        ("gpt-4.1-mini", "race"): "won",
+        ("gpt-4.1-nano", "race"): "cancelled",
+    }
+
+
+def test_semconv_names_are_the_packages() -> None:
+    from lucky_litellm.telemetry import semconv
+
+    for name, value in vars(semconv).items():
+        if name.isupper() and isinstance(value, str) and "." in value:
+            assert value in SEMCONV_NAMES, name
+
+
+# -- configure(): metrics off or elsewhere, environment, existing providers --------------------------
+
+
+async def test_a_collector_without_metrics_gets_no_metric_exports() -> None:
+    with OtlpReceiver(signals=("traces",)) as receiver, FakeUpstream() as upstream:
+        setup = configure(otlp_endpoint=receiver.endpoint, metrics=False, set_global=False)
+        telemetry = Telemetry(tracer_provider=setup.tracer_provider, meter_provider=setup.meter_provider)
+        models = Models(
+            {"providers": {"openai": {"apiBase": upstream.base_url}}},
+            environ={"OPENAI_API_KEY": SECRET},
+            telemetry=telemetry,
+        )
+        await models.complete("openai/gpt-4.1-mini", MESSAGES)
+        assert setup.force_flush()
+        receiver.wait_for_spans(2)
+        setup.shutdown()
+        assert receiver.rejected == []
+        assert {path for path, _ in receiver.requests} == {"/v1/traces"}
+
+
+async def test_metrics_can_go_to_their_own_endpoint() -> None:
+    with OtlpReceiver(signals=("traces",)) as traces, OtlpReceiver(signals=("metrics",)) as metrics:
+        setup = configure(
+            traces_endpoint=f"{traces.endpoint}/v1/traces",
+            metrics_endpoint=f"{metrics.endpoint}/v1/metrics",
+            set_global=False,
+        )
+        telemetry = Telemetry(tracer_provider=setup.tracer_provider, meter_provider=setup.meter_provider)
+        models = Models(environ={"OPENAI_API_KEY": SECRET}, telemetry=telemetry)
+        await models.complete("openai/gpt-4.1-mini", MESSAGES, mock_response="hi")
+        assert setup.force_flush()
+        traces.wait_for_spans(2)
+        metrics.wait_for_metric(GEN_AI_CLIENT_OPERATION_DURATION)
+        setup.shutdown()
+        assert traces.rejected == [] and metrics.rejected == []
+
+
+def test_configure_follows_the_otel_exporter_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lucky_litellm.routing import Routing
+
+    with OtlpReceiver() as receiver:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-team=blue")
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
+        monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+        setup = configure(set_global=False)
+        telemetry = Telemetry(tracer_provider=setup.tracer_provider, meter_provider=setup.meter_provider)
+        routing = Routing(spec="s", strategy="first", models=[])
+        telemetry.start_request(routing).finish(routing)
+        assert setup.force_flush()
+        [span] = receiver.wait_for_spans(1)
+        setup.shutdown()
+        assert span.resource["service.name"] == "from-env"
+        assert all(headers.get("x-team") == "blue" for headers in receiver.headers)
+        assert setup.metric_reader is None
+
+
+NOT_SDK_SCRIPT = """
+import warnings
+from opentelemetry import trace
+from opentelemetry.trace import NoOpTracerProvider
+trace.set_tracer_provider(NoOpTracerProvider())   # some other, non-SDK provider
+from lucky_litellm.telemetry import configure
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    setup = configure(otlp_endpoint="http://127.0.0.1:9", metrics=False)
+print([str(w.message) for w in caught])
+assert setup.span_processor is None
+"""
+
+
+def test_configure_warns_when_the_global_provider_cannot_take_an_exporter() -> None:
+    done = subprocess.run([sys.executable, "-c", NOT_SDK_SCRIPT], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "not an OpenTelemetry SDK TracerProvider" in done.stdout
+    assert "set_global=False" in done.stdout
+
+
+# -- bounded shutdown ------------------------------------------------------------------------------
+
+
+def _dead_endpoint() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"  # nothing listens there any more: connections are refused
+
+
+def test_force_flush_and_shutdown_honour_their_timeouts_with_a_dead_endpoint() -> None:
+    from lucky_litellm.routing import Routing
+
+    setup = configure(otlp_endpoint=_dead_endpoint(), set_global=False)
+    telemetry = Telemetry(tracer_provider=setup.tracer_provider, meter_provider=setup.meter_provider)
+    routing = Routing(spec="s", strategy="first", models=[])
+    telemetry.start_request(routing).finish(routing)
+    started = time.monotonic()
+    assert setup.force_flush(500) is False
+    assert time.monotonic() - started < 1.5
+    started = time.monotonic()
+    setup.shutdown(500)
+    assert time.monotonic() - started < 1.5
+
+
+EXIT_SCRIPT = """
+import sys, time
+from lucky_litellm.routing import Routing
+from lucky_litellm.telemetry import Telemetry, configure
+configure(otlp_endpoint=sys.argv[1], export_interval_ms=200)  # global providers, never shut down
+telemetry = Telemetry()
+for _ in range(20):
+    routing = Routing(spec="s", strategy="first", models=[])
+    telemetry.start_request(routing).finish(routing)
+time.sleep(0.5)  # the exporters are now retrying against the dead endpoint
+print(time.time(), flush=True)
+"""
+
+
+def test_process_exits_promptly_although_the_collector_is_dead() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", EXIT_SCRIPT, _dead_endpoint()], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    last_call = float(process.stdout.readline())
+    process.wait(timeout=30)
+    assert process.returncode == 0
+    assert time.time() - last_call < 2.0

@@ -133,7 +133,7 @@ async def test_consensus_bills_answers_that_arrived_before_the_decision(make_mod
     models = make_models()
     usage = {"prompt_tokens": 100, "completion_tokens": 10}
     fake_upstream.script("gpt-4.1-mini", Behavior(content="Paris", **usage))
-    fake_upstream.script("gpt-4.1-nano", Behavior(content="Paris", latency_ms=100, **usage))
+    fake_upstream.script("gpt-4.1-nano", Behavior(content="Paris", latency_ms=300, **usage))
     fake_upstream.script("gpt-4o-mini", Behavior(content="Lyon", **usage))
     models.load_user_config("u", {**experiment("consensus", A, B, C), "defaults": {"costLimit": 10}})
     response = await models.complete("user:u:x", MESSAGES)
@@ -145,8 +145,9 @@ async def test_consensus_bills_answers_that_arrived_before_the_decision(make_mod
 
 
 async def test_consensus_empty_answers_abstain_instead_of_winning(models, fake_upstream):
-    fake_upstream.script("gpt-4.1-mini", Behavior(content=""))
-    fake_upstream.script("gpt-4.1-nano", Behavior(content="  "))
+    # Paris first: two empty answers alone already settle it (no group can reach 2 of 3 then)
+    fake_upstream.script("gpt-4.1-mini", Behavior(content="", latency_ms=200))
+    fake_upstream.script("gpt-4.1-nano", Behavior(content="  ", latency_ms=200))
     fake_upstream.script("gpt-4o-mini", Behavior(content="Paris"))
     models.load_user_config("u", experiment("consensus", A, B, C))
     with pytest.raises(ConsensusError) as info:
@@ -171,9 +172,10 @@ WEATHER_LYON = ("get_weather", '{"city": "Lyon", "unit": "C"}')
 
 
 async def test_consensus_compares_tool_calls_by_name_and_normalised_arguments(models, fake_upstream):
+    # the dissenter answers first, so it is counted before two agreeing answers decide
     fake_upstream.script("gpt-4.1-mini", Behavior(tool_calls=(WEATHER_LYON,)))
-    fake_upstream.script("gpt-4.1-nano", Behavior(tool_calls=(WEATHER_PARIS,)))
-    fake_upstream.script("gpt-4o-mini", Behavior(tool_calls=(WEATHER_PARIS_REORDERED,)))
+    fake_upstream.script("gpt-4.1-nano", Behavior(tool_calls=(WEATHER_PARIS,), latency_ms=200))
+    fake_upstream.script("gpt-4o-mini", Behavior(tool_calls=(WEATHER_PARIS_REORDERED,), latency_ms=200))
     models.load_user_config("u", experiment("consensus", A, B, C))
     response = await models.complete("user:u:x", MESSAGES)
     routing = routing_of(response)

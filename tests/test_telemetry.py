@@ -3,6 +3,7 @@ exporter and metric reader (explicit providers per test: no global state shared 
 
 from __future__ import annotations
 
+import json
 import logging
 import traceback
 from collections.abc import Iterator
@@ -16,6 +17,23 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
+    GEN_AI_INPUT_MESSAGES,
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_OUTPUT_MESSAGES,
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_MODEL,
+    GEN_AI_TOKEN_TYPE,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+)
+from opentelemetry.semconv._incubating.metrics.gen_ai_metrics import (
+    GEN_AI_CLIENT_OPERATION_DURATION,
+    GEN_AI_CLIENT_TOKEN_USAGE,
+)
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
 from opentelemetry.trace import SpanKind, StatusCode
 
 from lucky_litellm import AllModelsFailedError, Models, routing_of
@@ -106,7 +124,8 @@ def _models(up: FakeUpstream, traced: Traced, **config: Any) -> Models:
 
 
 def _children(traced: Traced) -> dict[str, ReadableSpan]:
-    return {s.name: s for s in traced.spans() if s.name != "lucky.complete"}
+    """Attempt spans by the model spec they ran (their names only carry the model name)."""
+    return {s.attributes["lucky.model"]: s for s in traced.spans() if s.name != "lucky.complete"}
 
 
 # -- span tree and attributes ------------------------------------------------------------------------
@@ -120,21 +139,21 @@ async def test_one_parent_span_and_one_client_child_per_attempt(
     await models.complete("openai/gpt-4.1-mini", MESSAGES, request_id="r-1")
 
     parent = traced.span("lucky.complete")
-    child = traced.span("chat openai/gpt-4.1-mini")
+    child = traced.span("chat gpt-4.1-mini")
     assert child.parent is not None and child.parent.span_id == parent.context.span_id
     assert child.context.trace_id == parent.context.trace_id
     assert child.kind is SpanKind.CLIENT
     attributes = dict(child.attributes or {})
-    assert attributes["gen_ai.operation.name"] == "chat"
-    assert attributes["gen_ai.provider.name"] == "openai"
-    assert attributes["gen_ai.request.model"] == "gpt-4.1-mini"
-    assert attributes["gen_ai.response.model"] == "gpt-4.1-mini"
-    assert attributes["gen_ai.usage.input_tokens"] == 12
-    assert attributes["gen_ai.usage.output_tokens"] == 3
+    assert attributes[GEN_AI_OPERATION_NAME] == "chat"
+    assert attributes[GEN_AI_PROVIDER_NAME] == "openai"
+    assert attributes[GEN_AI_REQUEST_MODEL] == "gpt-4.1-mini"
+    assert attributes[GEN_AI_RESPONSE_MODEL] == "gpt-4.1-mini"
+    assert attributes[GEN_AI_USAGE_INPUT_TOKENS] == 12
+    assert attributes[GEN_AI_USAGE_OUTPUT_TOKENS] == 3
     assert attributes["lucky.attempt.outcome"] == "won"
     assert attributes["lucky.cost.usd"] == pytest.approx(12 * 0.4e-6 + 3 * 1.6e-6)
-    assert attributes["server.address"] == "127.0.0.1"
-    assert "error.type" not in attributes
+    assert attributes[SERVER_ADDRESS] == "127.0.0.1"
+    assert ERROR_TYPE not in attributes
     assert child.status.status_code is StatusCode.UNSET
 
     parent_attributes = dict(parent.attributes or {})
@@ -165,11 +184,11 @@ async def test_race_loser_span_ends_cancelled_not_as_an_error(upstream: FakeUpst
     assert routing_of(response).winner == "openai/gpt-4.1-mini"
 
     children = _children(traced)
-    winner, loser = children["chat openai/gpt-4.1-mini"], children["chat openai/gpt-4.1-nano"]
+    winner, loser = children["openai/gpt-4.1-mini"], children["openai/gpt-4.1-nano"]
     assert winner.attributes["lucky.attempt.outcome"] == "won"
     assert loser.attributes["lucky.attempt.outcome"] == "cancelled"
     assert loser.status.status_code is StatusCode.UNSET
-    assert "error.type" not in loser.attributes
+    assert ERROR_TYPE not in loser.attributes
     assert [e.name for e in loser.events] == []
     assert loser.end_time is not None and loser.start_time is not None
     assert (loser.end_time - loser.start_time) / 1e9 < 2.0  # ended when the race was decided
@@ -188,14 +207,14 @@ async def test_failed_fallback_attempt_records_error_type_and_exception(
     await models.complete("user:u1:safe", MESSAGES)
 
     children = _children(traced)
-    failed = children["chat openai/gpt-4.1-mini"]
+    failed = children["openai/gpt-4.1-mini"]
     assert failed.attributes["lucky.attempt.outcome"] == "failed"
-    assert failed.attributes["error.type"] == "BadRequestError"
+    assert failed.attributes[ERROR_TYPE] == "BadRequestError"
     assert failed.status.status_code is StatusCode.ERROR
     [event] = failed.events
     assert event.name == "exception"
     assert "bad request" in event.attributes["exception.message"]
-    assert children["chat openai/gpt-4.1-nano"].attributes["lucky.attempt.outcome"] == "won"
+    assert children["openai/gpt-4.1-nano"].attributes["lucky.attempt.outcome"] == "won"
     assert traced.span("lucky.complete").status.status_code is StatusCode.UNSET
 
 
@@ -209,7 +228,7 @@ async def test_all_models_failing_marks_the_request_span_as_error(
         await models.complete("user:u1:safe", MESSAGES)
     parent = traced.span("lucky.complete")
     assert parent.status.status_code is StatusCode.ERROR
-    assert parent.attributes["error.type"] == "AllModelsFailedError"
+    assert parent.attributes[ERROR_TYPE] == "AllModelsFailedError"
     assert "lucky.winner" not in parent.attributes
 
 
@@ -225,9 +244,9 @@ async def test_consensus_marks_agreeing_answers_won_and_the_dissenter_lost(
 
     outcomes = {name: span.attributes["lucky.attempt.outcome"] for name, span in _children(traced).items()}
     assert outcomes == {
-        "chat openai/gpt-4.1-mini": "won",
-        "chat openai/gpt-4.1-nano": "won",
-        "chat openai/gpt-4o-mini": "lost",
+        "openai/gpt-4.1-mini": "won",
+        "openai/gpt-4.1-nano": "won",
+        "openai/gpt-4o-mini": "lost",
     }
     assert traced.span("lucky.complete").attributes["lucky.consensus.agreement"] == pytest.approx(2 / 3)
 
@@ -235,7 +254,7 @@ async def test_consensus_marks_agreeing_answers_won_and_the_dissenter_lost(
 async def test_model_over_max_cost_gets_a_skipped_span(upstream: FakeUpstream, traced: Traced) -> None:
     models = _models(upstream, traced)
     await models.complete("user:u1:cheap", MESSAGES, max_tokens=500)
-    skipped = _children(traced)["chat openai/gpt-4.1"]
+    skipped = _children(traced)["openai/gpt-4.1"]
     assert skipped.attributes["lucky.attempt.outcome"] == "skipped"
     assert "maxCost" in skipped.attributes["lucky.skip.reason"]
     assert skipped.status.status_code is StatusCode.UNSET
@@ -250,9 +269,9 @@ async def test_stream_usage_lands_on_the_attempt_span_when_the_stream_ends(
     assert traced.spans() == []  # nothing ends before the caller has read the stream
     async for _ in stream:
         pass
-    child = traced.span("chat openai/gpt-4.1-mini")
-    assert child.attributes["gen_ai.usage.input_tokens"] == 7
-    assert child.attributes["gen_ai.usage.output_tokens"] == 3
+    child = traced.span("chat gpt-4.1-mini")
+    assert child.attributes[GEN_AI_USAGE_INPUT_TOKENS] == 7
+    assert child.attributes[GEN_AI_USAGE_OUTPUT_TOKENS] == 3
     assert child.attributes["lucky.attempt.outcome"] == "won"
 
 
@@ -285,13 +304,13 @@ async def test_capture_content_records_messages_as_semconv_attributes(upstream: 
     upstream.script("gpt-4.1-mini", Behavior(content="Birnin Zana"))
     models = _models(upstream, traced)
     await models.complete("openai/gpt-4.1-mini", MESSAGES)
-    child = traced.span("chat openai/gpt-4.1-mini")
-    assert child.attributes["gen_ai.input.messages"] == (
+    child = traced.span("chat gpt-4.1-mini")
+    assert child.attributes[GEN_AI_INPUT_MESSAGES] == (
         '[{"role": "user", "parts": [{"type": "text", "content": "What is the capital of Wakanda?"}]}]'
     )
-    assert child.attributes["gen_ai.output.messages"] == (
-        '[{"role": "assistant", "parts": [{"type": "text", "content": "Birnin Zana"}]}]'
-    )
+    assert json.loads(child.attributes[GEN_AI_OUTPUT_MESSAGES]) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": "Birnin Zana"}], "finish_reason": "stop"}
+    ]
 
 
 # -- metrics -----------------------------------------------------------------------------------------
@@ -305,18 +324,18 @@ async def test_duration_histogram_uses_semconv_buckets_and_model_labels(
     models = _models(upstream, traced)
     await models.complete("user:u1:fast", MESSAGES, user_id="u1")
 
-    points = {
-        p.attributes["gen_ai.request.model"]: p for p in traced.points("gen_ai.client.operation.duration")
-    }
+    points = {p.attributes[GEN_AI_REQUEST_MODEL]: p for p in traced.points(GEN_AI_CLIENT_OPERATION_DURATION)}
     winner = points["gpt-4.1-mini"]
     assert tuple(winner.explicit_bounds) == DURATION_BUCKETS
     assert winner.count == 1
     assert 0.03 <= winner.sum < 2.0
     assert dict(winner.attributes) == {
-        "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": "openai",
-        "gen_ai.request.model": "gpt-4.1-mini",
-        "gen_ai.response.model": "gpt-4.1-mini",
+        SERVER_ADDRESS: "127.0.0.1",
+        SERVER_PORT: upstream.port,
+        GEN_AI_OPERATION_NAME: "chat",
+        GEN_AI_PROVIDER_NAME: "openai",
+        GEN_AI_REQUEST_MODEL: "gpt-4.1-mini",
+        GEN_AI_RESPONSE_MODEL: "gpt-4.1-mini",
         "lucky.strategy": "race",
         "lucky.attempt.outcome": "won",
     }
@@ -329,7 +348,7 @@ async def test_token_usage_and_cost_metrics(upstream: FakeUpstream, traced: Trac
     response = await models.complete("openai/gpt-4.1-mini", MESSAGES)
     await models.complete("openai/gpt-4.1-mini", MESSAGES)
 
-    tokens = {p.attributes["gen_ai.token.type"]: p for p in traced.points("gen_ai.client.token.usage")}
+    tokens = {p.attributes[GEN_AI_TOKEN_TYPE]: p for p in traced.points(GEN_AI_CLIENT_TOKEN_USAGE)}
     assert (tokens["input"].count, tokens["input"].sum) == (2, 2000)
     assert (tokens["output"].count, tokens["output"].sum) == (2, 1000)
     [cost] = traced.points("lucky.cost.usd")
@@ -340,7 +359,7 @@ async def test_token_usage_and_cost_metrics(upstream: FakeUpstream, traced: Trac
 async def test_metrics_never_carry_a_user_or_request_id(upstream: FakeUpstream, traced: Traced) -> None:
     models = _models(upstream, traced)
     await models.complete("user:u1:fast", MESSAGES, user_id="u1", request_id="req-42")
-    names = ("gen_ai.client.operation.duration", "gen_ai.client.token.usage", "lucky.cost.usd")
+    names = (GEN_AI_CLIENT_OPERATION_DURATION, GEN_AI_CLIENT_TOKEN_USAGE, "lucky.cost.usd")
     labels = [dict(p.attributes) for name in names for p in traced.points(name)]
     assert labels
     for attributes in labels:
@@ -413,7 +432,7 @@ def test_exception_message_and_stacktrace_are_redacted(traced: Traced) -> None:
         span.call_done(attempt, error=exc)
     request.finish(routing, None)
 
-    child = traced.span("chat openai/gpt-4.1-mini")
+    child = traced.span("chat gpt-4.1-mini")
     [event] = child.events
     assert event.attributes["exception.type"] == "builtins.PermissionError"
     assert "Traceback" in event.attributes["exception.stacktrace"]
@@ -429,8 +448,8 @@ def test_stream_that_breaks_after_winning_marks_its_span_as_error(traced: Traced
     attempt.error_type, attempt.error = "IncompleteStreamError", "stream ended after 2 chunks"
     request.finish(routing, RuntimeError("stream ended after 2 chunks"))
 
-    child = traced.span("chat openai/gpt-4.1-mini")
-    assert child.attributes["error.type"] == "IncompleteStreamError"
+    child = traced.span("chat gpt-4.1-mini")
+    assert child.attributes[ERROR_TYPE] == "IncompleteStreamError"
     assert child.status.status_code is StatusCode.ERROR
 
 
@@ -455,12 +474,12 @@ def test_capture_content_puts_the_prompt_on_every_attempt_span() -> None:
     request.start_attempt(_target(), attempt).call_done(attempt)
     request.finish(routing, None)
 
-    child = traced.span("chat openai/gpt-4.1-mini")
-    assert "What is the capital of Wakanda?" in child.attributes["gen_ai.input.messages"]
-    assert '"role": "system"' in child.attributes["gen_ai.input.messages"]
-    assert "Birnin Zana" in child.attributes["gen_ai.output.messages"]
-    assert SECRET not in child.attributes["gen_ai.input.messages"]  # even captured content is redacted
-    assert "gen_ai.input.messages" not in traced.span("lucky.complete").attributes
+    child = traced.span("chat gpt-4.1-mini")
+    assert "What is the capital of Wakanda?" in child.attributes[GEN_AI_INPUT_MESSAGES]
+    assert '"role": "system"' in child.attributes[GEN_AI_INPUT_MESSAGES]
+    assert "Birnin Zana" in child.attributes[GEN_AI_OUTPUT_MESSAGES]
+    assert SECRET not in child.attributes[GEN_AI_INPUT_MESSAGES]  # even captured content is redacted
+    assert GEN_AI_INPUT_MESSAGES not in traced.span("lucky.complete").attributes
 
 
 async def test_traceback_of_the_error_does_not_show_an_echoed_key(

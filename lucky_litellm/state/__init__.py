@@ -8,6 +8,7 @@ that keep a kill switch through restarts and budgets through outages.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from ..errors import StateUnavailableError
@@ -50,8 +51,15 @@ class State:
         return self.flags.location
 
     def spent(self, user_id: str) -> float:
-        """A user's total spend, read synchronously (CLI, stats; not for the event loop)."""
-        return self.spend.spent_sync(user_id)
+        """A user's total spend for synchronous code. Read from the store, except on a thread
+        running an event loop (a proxy's pre-call check, a stats route): blocking there would
+        freeze every request, so it answers from what this process knows (refreshed every
+        second while serving, plus its own spend since)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self.spend.spent_sync(user_id)
+        return self.spend.cached(user_id)
 
     def close(self) -> None:
         self.spend.close()

@@ -13,20 +13,28 @@ CLI and for the *syncer*, a daemon thread that keeps this process in step with R
   probes every `RECONNECT_EVERY_S`; when Redis answers it first runs the recovery steps (push
   the outage's spend, re-seed flags an empty Redis lost) and only then declares Redis back.
 
-Every Redis call has short socket timeouts (`SOCKET_TIMEOUT_S`) and no retries: a slow or
-paused Redis costs the request that met it at most that long, and never blocks the event loop.
+The syncer's calls have short socket timeouts (`SOCKET_TIMEOUT_S`) and no retries; while the
+process serves requests it also pings Redis every 0.1 s, so a dead or paused Redis is noticed
+within about a third of a second. The request path does not use a tight socket timeout of its
+own: on a busy event loop a reply can wait in the loop's queue longer than any sensible timeout,
+and that must not pass for an outage. Instead an awaited Redis call ends when it is answered or
+when the syncer declares the outage (waking every waiting call at once), with `ASYNC_TIMEOUT_S`
+as a last bound. Nothing on the request path ever blocks the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import logging
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -37,6 +45,7 @@ if TYPE_CHECKING:
     import redis.asyncio
 
 __all__ = [
+    "ASYNC_TIMEOUT_S",
     "HEARTBEAT_S",
     "RECONNECT_EVERY_S",
     "REFRESH_S",
@@ -54,7 +63,9 @@ REFRESH_S = 0.3
 RECONNECT_EVERY_S = 0.5
 """During an outage, how often the syncer tries Redis again."""
 SOCKET_TIMEOUT_S = 0.25
-"""Connect and read timeout: the longest a dead or paused Redis can hold up one call."""
+"""Connect and read timeout of the syncer's (and the CLI's) calls."""
+ASYNC_TIMEOUT_S = 2.0
+"""Last bound on an awaited call; outages normally end waiting calls sooner (see above)."""
 HEARTBEAT_S = 1.0
 """How often a serving process refreshes its heartbeat and the spend totals it relies on."""
 REPLICA_TTL_S = 10.0
@@ -110,7 +121,7 @@ class RedisConnection:
             redis.exceptions.OutOfMemoryError,  # maxmemory reached: writes cannot land either
             OSError,
         )
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
             weakref.WeakKeyDictionary()
         )
         self._lock = threading.Lock()
@@ -156,6 +167,9 @@ class RedisConnection:
                 )
             self._down = True
             self._retry_at = time.monotonic() + self._reconnect_every_s
+            clients = list(self._async_clients.values())
+        for client in clients:
+            client.wake()  # calls waiting on the dead Redis give up now
 
     def _mark_up(self) -> None:
         with self._lock:
@@ -174,14 +188,25 @@ class RedisConnection:
 
     # -- calls ---------------------------------------------------------------------------------
 
-    async def call(self, operation: Callable[[redis.asyncio.Redis], Awaitable[T]]) -> T:
+    async def call(self, operation: Callable[[_LoopClient], Awaitable[T]]) -> T:
         """Run `operation` with this loop's asyncio client. During an outage, raise
-        `StateUnavailableError` at once, without I/O; a failure starts an outage."""
+        `StateUnavailableError` at once, without I/O; when the syncer declares an outage while
+        the call waits, raise it then; a failure starts an outage."""
         if self._down:
             raise self.unavailable()
         client = self._async_client()
+        down = client.down_signal()
+        task = asyncio.ensure_future(operation(client))
         try:
-            return await operation(client)
+            await asyncio.wait((task, down), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not task.done():
+            task.cancel()
+            raise self.unavailable()
+        try:
+            return task.result()
         except self.outage_errors as exc:
             self.mark_down(exc)
             raise self.unavailable() from None
@@ -196,7 +221,7 @@ class RedisConnection:
             raise self.unavailable() from None
         return result
 
-    def _async_client(self) -> redis.asyncio.Redis:
+    def _async_client(self) -> _LoopClient:
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
         if client is None:
@@ -204,14 +229,14 @@ class RedisConnection:
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
 
-            client = redis.asyncio.Redis.from_url(
+            redis_client = redis.asyncio.Redis.from_url(
                 self.url,
-                socket_timeout=self._timeout,
-                socket_connect_timeout=self._timeout,
+                socket_timeout=ASYNC_TIMEOUT_S,
+                socket_connect_timeout=ASYNC_TIMEOUT_S,
                 retry=Retry(NoBackoff(), 0),
                 decode_responses=True,
             )
-            self._async_clients[loop] = client
+            client = self._async_clients[loop] = _LoopClient(loop, redis_client)
         return client
 
     # -- the syncer ----------------------------------------------------------------------------
@@ -247,7 +272,7 @@ class RedisConnection:
                 logger.warning("state recovery step failed (%s)", exc)
             self._mark_up()
             return
-        for ticker in [self._beat, *self._tickers]:
+        for ticker in [self._ping, self._beat, *self._tickers]:
             try:
                 ticker(now)
             except StateUnavailableError:
@@ -257,6 +282,10 @@ class RedisConnection:
                 return
             except Exception as exc:
                 logger.warning("state sync step failed (%s)", exc)
+
+    def _ping(self, now: float) -> None:
+        if self.serving:
+            self.call_sync(lambda c: c.ping())
 
     def _beat(self, now: float) -> None:
         if not self.serving or now - self._heartbeat_at < HEARTBEAT_S:
@@ -283,24 +312,128 @@ class RedisConnection:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2 * self._timeout + 1)
         self.sync_client.close()
-        for loop, client in list(self._async_clients.items()):
-            _close_async_client(loop, client)
+        for client in list(self._async_clients.values()):
+            client.close()
         self._async_clients.clear()
 
 
-def _close_async_client(loop: asyncio.AbstractEventLoop, client: Any) -> None:
-    """Close an asyncio client on its own loop when that loop still runs; otherwise its sockets
-    go with the loop."""
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if loop.is_closed():
-        return
-    if running is loop:
-        loop.create_task(client.aclose())
-    elif loop.is_running():
-        asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+class _LoopClient:
+    """The asyncio client of one event loop, the signal that wakes the calls waiting on it when
+    an outage is declared (from any thread), and the batching of script calls.
+
+    Script calls made in the same turn of the event loop go out as one pipeline (one write, one
+    read, one pooled connection): under load many requests reserve at once, and per-command
+    overhead, not Redis, would otherwise dominate what a reservation costs."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, client: redis.asyncio.Redis) -> None:
+        self.loop = loop
+        self.redis = client
+        self._down: asyncio.Future[None] | None = None
+        self._queue: list[_Queued] = []
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def eval(
+        self, source: str, keys: list[str], args: list[Any], on_orphan: Callable[[Any], None] | None = None
+    ) -> asyncio.Future[Any]:
+        """Run a Lua script in the next batch; `on_orphan(reply)` gets the reply of a call whose
+        caller stopped waiting (the script ran anyway: it may need undoing)."""
+        future: asyncio.Future[Any] = self.loop.create_future()
+        if not self._queue:
+            self.loop.call_soon(self._flush)
+        self._queue.append(_Queued(source, keys, args, future, on_orphan))
+        return future
+
+    def _flush(self) -> None:
+        batch, self._queue = self._queue, []
+        task = self.loop.create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[_Queued]) -> None:
+        import redis.exceptions
+
+        try:
+            replies = await self._pipeline(batch)
+            missing = [item for item, reply in zip(batch, replies, strict=True) if _no_script(reply)]
+            if missing:  # a restarted Redis forgot the scripts: load them, send those again
+                for source in {item.source for item in missing}:
+                    await self.redis.script_load(source)
+                retried = dict(zip(map(id, missing), await self._pipeline(missing), strict=True))
+                replies = [retried.get(id(item), reply) for item, reply in zip(batch, replies, strict=True)]
+        except Exception as exc:
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        except BaseException:  # cancelled (the loop is shutting down): so are the callers
+            for item in batch:
+                item.future.cancel()
+            raise
+        for item, reply in zip(batch, replies, strict=True):
+            if item.future.cancelled():
+                if item.on_orphan is not None and not isinstance(reply, Exception):
+                    item.on_orphan(reply)
+            elif isinstance(reply, redis.exceptions.RedisError):
+                item.future.set_exception(reply)
+            else:
+                item.future.set_result(reply)
+
+    async def _pipeline(self, batch: list[_Queued]) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        for item in batch:
+            pipe.evalsha(_sha(item.source), len(item.keys), *item.keys, *item.args)
+        return list(await pipe.execute(raise_on_error=False))
+
+    def down_signal(self) -> asyncio.Future[None]:
+        """A future resolved when the next outage is declared (a new one after each outage)."""
+        if self._down is None or self._down.done():
+            self._down = self.loop.create_future()
+        return self._down
+
+    def wake(self) -> None:
+        future = self._down
+        if future is not None and not self.loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self.loop.call_soon_threadsafe(_resolve, future)
+
+    def close(self) -> None:
+        """Close on the client's own loop when that loop still runs; otherwise its sockets go
+        with the loop."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if self.loop.is_closed():
+            return
+        if running is self.loop:
+            self.loop.create_task(self.redis.aclose())
+        elif self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(self.redis.aclose(), self.loop)
+
+
+@dataclass(slots=True)
+class _Queued:
+    source: str
+    keys: list[str]
+    args: list[Any]
+    future: asyncio.Future[Any]
+    on_orphan: Callable[[Any], None] | None
+
+
+@functools.lru_cache(maxsize=16)
+def _sha(source: str) -> str:
+    return hashlib.sha1(source.encode()).hexdigest()
+
+
+def _no_script(reply: Any) -> bool:
+    import redis.exceptions
+
+    return isinstance(reply, redis.exceptions.NoScriptError)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _sync_forever(ref: weakref.ref[RedisConnection], stop: threading.Event) -> None:

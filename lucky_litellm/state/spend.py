@@ -6,9 +6,10 @@ With Redis (``<prefix>spend:<user>`` counters), a reservation is one Lua script 
 adds atomically, so processes cannot overspend together; it is the only Redis call a request
 waits for, and it goes through `redis.asyncio` (never blocking the event loop). Settling never
 waits and never raises: the difference between reservation and cost goes to a local *pending*
-ledger that reaches Redis in the next reservation's script (same round trip) or from the syncer
-thread within a heartbeat, whichever comes first. Reads add what is still pending, so a process
-always sees its own spend.
+ledger that the syncer thread pushes to Redis every 0.1 s, in numbered batches applied exactly
+once (a batch whose reply was lost is sent again and skipped if it had landed). Reads add what
+is still pending, so a process always sees its own spend. Reservations made in the same turn of
+the event loop share one pipelined round trip.
 
 While Redis is unreachable (`state.onOutage`):
 
@@ -30,7 +31,7 @@ import contextlib
 import logging
 import threading
 from abc import ABC, abstractmethod
-from typing import Literal
+from typing import Any, Literal
 
 from ..errors import BudgetExceededError, BudgetUnavailableError, StateUnavailableError
 from .redis import HEARTBEAT_S, RedisConnection
@@ -75,6 +76,10 @@ class SpendStore(ABC):
     @abstractmethod
     def spent_sync(self, user_id: str) -> float:
         """`spent` for synchronous callers (CLI, stats); not for the event loop."""
+
+    def cached(self, user_id: str) -> float:
+        """The user's total as this process knows it, without I/O."""
+        return self.spent_sync(user_id)
 
     @abstractmethod
     def reset(self, user_id: str | None = None) -> None:
@@ -125,11 +130,9 @@ class Ledger:
                 self.nanos.pop(user_id, None)
 
 
-# KEYS[1]: the user's spend counter; KEYS[2..]: counters with pending deltas (ARGV[3..]), added
-# first. ARGV[1], ARGV[2]: amount and limit in nano-dollars (limit < 0: none).
+# KEYS[1]: the user's spend counter. ARGV: amount and limit in nano-dollars (limit < 0: none).
 # Returns {1, new total} or {0, current total} when the amount does not fit.
 _RESERVE = """
-for i = 2, #KEYS do redis.call('INCRBY', KEYS[i], ARGV[i + 1]) end
 local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
 local amount = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
@@ -138,6 +141,17 @@ if limit >= 0 and (spent + amount > limit or (amount <= 0 and spent >= limit)) t
 end
 if amount == 0 then return {1, spent} end
 return {1, redis.call('INCRBY', KEYS[1], ARGV[1])}
+"""
+
+# Pushes are idempotent: a batch whose reply was lost is sent again with the same number.
+# KEYS[1]: this process's last applied batch number; KEYS[2..]: counters. ARGV[1]: the batch
+# number, ARGV[2..]: the deltas. Returns the counters' new totals ({} if already applied).
+_PUSH = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then return {} end
+local totals = {}
+for i = 2, #KEYS do totals[i - 1] = redis.call('INCRBY', KEYS[i], ARGV[i]) end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', 86400)
+return totals
 """
 
 
@@ -150,15 +164,19 @@ class RedisSpendStore(SpendStore):
         self._connection = connection
         self.on_outage: OutagePolicy = on_outage
         self._prefix = f"{connection.prefix}spend:"
+        self._applied_key = f"{connection.prefix}applied:{connection.replica_id}"
         self._lock = threading.Lock()
         self._pending = Ledger()
         """Spend recorded here and not yet in Redis (settlements, everything during an outage)."""
-        self._in_flight = Ledger()
-        """Pending spend on its way to Redis: still counted by `spent` until it has landed."""
+        self._push_lock = threading.Lock()
+        self._batch: tuple[int, dict[str, int]] | None = None
+        """The pushed batch whose arrival is not confirmed yet: sent again, same number, until it is."""
+        self._batch_number = 0
         self._known: dict[str, int] = {}
         """Each user's last total read from Redis: the base of the outage share."""
         self._outage = Ledger()
         """What this process counted per user since the outage began (reset when Redis is back)."""
+        self._push = connection.sync_client.register_script(_PUSH)
         self._refreshed_at = float("-inf")
         connection.on_recovery(self._recover)
         connection.on_tick(self._tick)
@@ -177,6 +195,15 @@ class RedisSpendStore(SpendStore):
             known.pop(next(iter(known)))
         known[user_id] = total
 
+    def _local(self, user_id: str) -> int:
+        """This process's spend for the user that Redis may not hold yet."""
+        batch = self._batch
+        return self._pending.get(user_id) + (batch[1].get(user_id, 0) if batch else 0)
+
+    def cached(self, user_id: str) -> float:
+        """The user's total as this process knows it, without I/O (last read + own pending)."""
+        return (self._known.get(user_id, 0) + self._local(user_id)) / NANO
+
     # -- the request path ----------------------------------------------------------------------
 
     async def reserve(self, user_id: str, amount: float, limit: float | None) -> float:
@@ -187,23 +214,19 @@ class RedisSpendStore(SpendStore):
         except StateUnavailableError:
             return self._reserve_during_outage(user_id, amount_n, limit) / NANO
         if not ok:
-            raise BudgetExceededError(user_id, total / NANO, limit or 0.0, amount)
+            raise BudgetExceededError(user_id, (total + self._local(user_id)) / NANO, limit or 0.0, amount)
         return (total + self._local(user_id)) / NANO
 
     async def _reserve_in_redis(self, user_id: str, amount: int, limit: int) -> tuple[int, int]:
-        pending = self._pending.take_all()
-        self._in_flight.merge(pending)
-        keys = [self._key(user_id), *(self._key(user) for user in pending)]
-        args = [amount, limit, *pending.values()]
-        try:
-            reply = await self._connection.call(
-                lambda client: client.register_script(_RESERVE)(keys=keys, args=args)
-            )
-        except BaseException:
-            self._in_flight.merge({user: -delta for user, delta in pending.items()})
-            self._pending.merge(pending)  # nothing is lost: pushed by the next call
-            raise
-        self._in_flight.merge({user: -delta for user, delta in pending.items()})
+        key = self._key(user_id)
+
+        def refund(reply: Any) -> None:  # reserved in Redis for a caller that gave up waiting
+            if int(reply[0]) and amount:
+                self._pending.add(user_id, -amount)
+
+        reply = await self._connection.call(
+            lambda client: client.eval(_RESERVE, [key], [amount, limit], refund)
+        )
         ok, total = int(reply[0]), int(reply[1])
         self._remember(user_id, total)
         return ok, total
@@ -239,16 +262,13 @@ class RedisSpendStore(SpendStore):
         if self._connection.down:
             self._outage.add(user_id, amount)
 
-    def _local(self, user_id: str) -> int:
-        return self._pending.get(user_id) + self._in_flight.get(user_id)
-
     def settle(self, user_id: str, reserved: float, actual: float) -> float:
         try:
             delta = nanos(actual) - nanos(reserved)
             if delta:
                 with self._lock:
                     self._record(user_id, delta)
-            return (self._known.get(user_id, 0) + self._local(user_id)) / NANO
+            return self.cached(user_id)
         except Exception:  # settling must never fail a request
             logger.exception("could not record the spend of user %r", user_id)
             return 0.0
@@ -257,7 +277,7 @@ class RedisSpendStore(SpendStore):
         try:
             _, total = await self._reserve_in_redis(user_id, 0, -1)
         except StateUnavailableError:
-            return (self._known.get(user_id, 0) + self._local(user_id)) / NANO
+            return self.cached(user_id)
         return (total + self._local(user_id)) / NANO
 
     # -- synchronous: CLI, admin, the syncer ---------------------------------------------------
@@ -266,15 +286,12 @@ class RedisSpendStore(SpendStore):
         try:
             total = int(self._connection.call_sync(lambda c: c.get(self._key(user_id))) or 0)
         except StateUnavailableError:
-            return (self._known.get(user_id, 0) + self._local(user_id)) / NANO
+            return self.cached(user_id)
         self._remember(user_id, total)
         return (total + self._local(user_id)) / NANO
 
     def reset(self, user_id: str | None = None) -> None:
-        def run(client: object) -> None:
-            import redis
-
-            assert isinstance(client, redis.Redis)
+        def run(client: Any) -> None:
             if user_id is not None:
                 client.delete(self._key(user_id))
                 return
@@ -282,48 +299,54 @@ class RedisSpendStore(SpendStore):
             if keys:
                 client.delete(*keys)
 
-        self._connection.call_sync(run)
-        for ledger in (self._pending, self._outage):
-            ledger.clear(user_id)
-        if user_id is None:
-            self._known.clear()
-        else:
-            self._known.pop(user_id, None)
+        with self._push_lock:
+            self._connection.call_sync(run)
+            for ledger in (self._pending, self._outage):
+                ledger.clear(user_id)
+            if self._batch is not None:
+                number, amounts = self._batch
+                kept = {} if user_id is None else {u: a for u, a in amounts.items() if u != user_id}
+                self._batch = (number, kept) if kept else None
+            if user_id is None:
+                self._known.clear()
+            else:
+                self._known.pop(user_id, None)
 
     def push_pending(self) -> None:
-        """Add everything pending to Redis in one transaction (sync client); on failure it
-        stays pending and the outage error propagates."""
-        pending = self._pending.take_all()
-        if not pending:
-            return
-        self._in_flight.merge(pending)
-        try:
-            pipe = self._connection.sync_client.pipeline(transaction=True)
-            for user_id, amount in pending.items():
-                pipe.incrby(self._key(user_id), amount)
-            totals = pipe.execute()
-        except self._connection.outage_errors:
-            self._pending.merge(pending)
-            raise
-        except Exception as exc:  # e.g. a spend key of the wrong type: retrying cannot help
-            logger.warning("could not add pending spend to Redis (%s): dropped", type(exc).__name__)
-            return
-        finally:
-            self._in_flight.merge({user: -delta for user, delta in pending.items()})
-        for user_id, total in zip(pending, totals, strict=True):
-            self._remember(user_id, int(total))
+        """Send the unconfirmed batch again, or the pending spend as a new batch (sync client).
+        An outage error propagates and the batch stays; it is applied exactly once."""
+        with self._push_lock:
+            if self._batch is None:
+                pending = self._pending.take_all()
+                if not pending:
+                    return
+                self._batch_number += 1
+                self._batch = (self._batch_number, pending)
+            number, amounts = self._batch
+            keys = [self._applied_key, *(self._key(user) for user in amounts)]
+            args = [number, *amounts.values()]
+            try:
+                totals = self._connection.call_sync(lambda c: self._push(keys=keys, args=args, client=c))
+            except StateUnavailableError:
+                raise
+            except Exception as exc:  # e.g. a spend key of the wrong type: retrying cannot help
+                logger.warning("could not add pending spend to Redis (%s): dropped", type(exc).__name__)
+                self._batch = None
+                return
+            self._batch = None
+            for user_id, total in zip(amounts, totals or (), strict=False):
+                self._remember(user_id, int(total))
 
     def _recover(self) -> None:
         """Before Redis is declared back: the outage's spend lands first."""
-        self.push_pending()
+        for _ in range(3):  # what was recorded while pushing goes too
+            self.push_pending()
+            if not self._pending.nanos:
+                break
         self._outage.clear()
 
     def _tick(self, now: float) -> None:
-        try:
-            self.push_pending()
-        except self._connection.outage_errors as exc:
-            self._connection.mark_down(exc)
-            return
+        self.push_pending()
         if not self._connection.serving or now - self._refreshed_at < HEARTBEAT_S or not self._known:
             return
         users = list(self._known)

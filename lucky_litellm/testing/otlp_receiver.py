@@ -195,9 +195,14 @@ def _decode_metrics(request: ExportMetricsServiceRequest, received_at: float) ->
 class OtlpReceiver:
     """OTLP/HTTP collector stand-in; use as a context manager (or `start()` / `stop()`)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, signals: Iterable[str] = ("traces", "metrics")
+    ) -> None:
+        """`signals` are the ones this collector accepts; others are answered 405, as a backend
+        that only takes traces (e.g. Phoenix) answers a metrics export."""
         self._host = host
         self._port = port
+        self.signals = frozenset(signals)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._changed = threading.Condition()
@@ -207,6 +212,10 @@ class OtlpReceiver:
         """(path, content-encoding) of every export request received."""
         self.errors: list[str] = []
         """Requests that could not be decoded (answered 400)."""
+        self.rejected: list[str] = []
+        """Paths of requests for a signal this receiver does not accept (answered 405)."""
+        self.headers: list[dict[str, str]] = []
+        """Headers of every export request received, in order."""
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -214,7 +223,9 @@ class OtlpReceiver:
         server = ThreadingHTTPServer((self._host, self._port), _handler_for(self))
         server.daemon_threads = True
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="otlp-receiver", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="otlp-receiver", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -269,6 +280,8 @@ class OtlpReceiver:
             self._spans.clear()
             self._metrics.clear()
             self.requests.clear()
+            self.rejected.clear()
+            self.headers.clear()
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
         """Block until `predicate()` holds (re-checked on every export received) or `timeout`."""
@@ -317,12 +330,23 @@ class OtlpReceiver:
     # -- called by the HTTP handler --------------------------------------------------------------
 
     def _store(
-        self, path: str, encoding: str | None, spans: list[ReceivedSpan], metrics: list[ReceivedMetric]
+        self,
+        path: str,
+        encoding: str | None,
+        spans: list[ReceivedSpan],
+        metrics: list[ReceivedMetric],
+        headers: dict[str, str],
     ) -> None:
         with self._changed:
             self.requests.append((path, encoding))
+            self.headers.append(headers)
             self._spans.extend(spans)
             self._metrics.extend(metrics)
+            self._changed.notify_all()
+
+    def _rejected(self, path: str) -> None:
+        with self._changed:
+            self.rejected.append(path)
             self._changed.notify_all()
 
     def _failed(self, reason: str) -> None:
@@ -359,6 +383,10 @@ def _handler_for(receiver: OtlpReceiver) -> type[BaseHTTPRequestHandler]:
             if signal is None:
                 self._reply(404, b"unknown path", "text/plain")
                 return
+            if path.rsplit("/", 1)[-1] not in receiver.signals:
+                receiver._rejected(path)
+                self._reply(405, b"method not allowed", "text/plain")
+                return
             request_type, response_type = signal
             encoding = self.headers.get("Content-Encoding")
             is_json = (self.headers.get("Content-Type") or "").startswith("application/json")
@@ -374,10 +402,12 @@ def _handler_for(receiver: OtlpReceiver) -> type[BaseHTTPRequestHandler]:
                 self._reply(400, str(exc).encode(), "text/plain")
                 return
             if isinstance(request, ExportTraceServiceRequest):
-                receiver._store(path, encoding, _decode_spans(request), [])
+                receiver._store(path, encoding, _decode_spans(request), [], dict(self.headers.items()))
             else:
                 assert isinstance(request, ExportMetricsServiceRequest)
-                receiver._store(path, encoding, [], _decode_metrics(request, time.time()))
+                receiver._store(
+                    path, encoding, [], _decode_metrics(request, time.time()), dict(self.headers.items())
+                )
             if is_json:
                 self._reply(200, json_format.MessageToJson(response_type()).encode(), "application/json")
             else:
