@@ -17,12 +17,15 @@ from typing import Any
 
 import aiohttp
 import litellm
+import openai
 import pytest
-from litellm.exceptions import MidStreamFallbackError
 
 from lucky_litellm.testing import Behavior, FakeUpstream
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+# older litellm has no MidStreamFallbackError: a broken stream raises another openai.APIError there
+MidStreamFallbackError = getattr(litellm.exceptions, "MidStreamFallbackError", openai.APIError)
 
 MESSAGES = [{"role": "user", "content": "what is the capital of France"}]
 
