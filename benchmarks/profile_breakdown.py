@@ -79,6 +79,8 @@ def category_of(file_path: str | None, function: str, class_name: str | None = N
     package, module = path.rsplit("/lucky_litellm/", 1)[-1].rpartition("/")[::2]
     if package in _PACKAGE_CATEGORY:
         return _PACKAGE_CATEGORY[package]
+    if class_name == "Lease":  # engine.py: the slot, the budget, the settling; not the strategy it runs
+        return "request flow" if function == "execute" else "lease"
     if function in _PLAN:
         return "plan lookup"
     if function in _PRICING:

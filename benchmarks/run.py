@@ -21,6 +21,7 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from benchmarks import (
+    bench_config,
     bench_hedging,
     bench_import,
     bench_memory,
@@ -44,6 +45,7 @@ BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "tracing": bench_tracing.run,
     "proxy": bench_proxy.run,
     "state": bench_state.run,
+    "config": bench_config.run,
 }
 
 
@@ -134,6 +136,28 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
             ratio = state[kind]["ratio"]
             measure = f"budgeted req/s, Redis / memory store, c=50, {kind}"
             rows.append((measure, f"{ratio:.2f}", ">= 0.80", ratio >= 0.8))
+    config = results.get("config")
+    if config:
+        ratio = config["normal_ratio"]
+        rows.append(("config load, hardened / bare yaml+pydantic", f"{ratio:.2f}", "<= 1.5", ratio <= 1.5))
+        bomb = config["alias_bomb_1e6"]
+        rows.append(
+            (
+                "alias bomb (10^6): refused at load, ms (bare: per call)",
+                f"{bomb['refused_ms']:.1f} ({bomb['bare_per_call_ms']:.0f})",
+                "report",
+                None,
+            )
+        )
+        big = config["file_1_1mb"]
+        rows.append(
+            (
+                "1.1 MB file: refused, ms (bare: parsed)",
+                f"{big['refused_ms']:.2f} ({big['bare_parse_ms']:.0f})",
+                "report",
+                None,
+            )
+        )
     return rows
 
 

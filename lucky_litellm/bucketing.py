@@ -34,7 +34,10 @@ class RolloutError(LuckyError, ValueError):
 
 def bucket_of(user_id: str, salt: str) -> int:
     """The user's bucket in [0, 10000): stable across processes, machines and Python versions."""
-    digest = hashlib.blake2b(f"{salt}:{user_id}".encode(), digest_size=8).digest()
+    # surrogatepass: any str hashes (a lone surrogate from a JSON body must not raise), and valid
+    # ids encode exactly as with plain UTF-8, so existing buckets do not move.
+    key = f"{salt}:{user_id}".encode("utf-8", "surrogatepass")
+    digest = hashlib.blake2b(key, digest_size=8).digest()
     return int.from_bytes(digest, "big") % BUCKETS
 
 

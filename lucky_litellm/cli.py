@@ -90,6 +90,7 @@ def main(ctx: click.Context, config: str | None, otlp: str | None) -> None:
 def validate(ctx: click.Context, files: tuple[str, ...], check_tiers: bool) -> None:
     """Validate user experiment configs and models.yaml files; lists every problem."""
     from .config import load_models_config, load_user_config
+    from .config.resolve import check_models_config, check_user_config, registry_tables
     from .yaml_loader import load_yaml
 
     if not files and not check_tiers:
@@ -99,9 +100,12 @@ def validate(ctx: click.Context, files: tuple[str, ...], check_tiers: bool) -> N
         try:
             data, _ = load_yaml(Path(file))
             if "experiments" in data:
-                load_user_config(Path(file))
+                # resolved against the registry in use (--config, else the defaults): typos fail here
+                registry = ctx.obj["config"]
+                tables = registry_tables(load_models_config(Path(registry)) if registry else None)
+                check_user_config(load_user_config(Path(file)), *tables)
             else:
-                load_models_config(Path(file))
+                check_models_config(load_models_config(Path(file)))
         except LuckyError as exc:
             failed = True
             click.secho(f"✗ {file}", fg="red")
@@ -312,7 +316,7 @@ def rollout_status(ctx: click.Context) -> None:
 @_LOCAL
 @click.pass_context
 def rollout_enable(ctx: click.Context, local: bool) -> None:
-    """Turn the registry path on (percentages and test users apply again)."""
+    """Full rollout: every user on the registry path (the percentage becomes 100)."""
     from . import rollout as flags
 
     _change_flags(ctx, local, flags.enable_models)
@@ -322,7 +326,7 @@ def rollout_enable(ctx: click.Context, local: bool) -> None:
 @_LOCAL
 @click.pass_context
 def rollout_disable(ctx: click.Context, local: bool) -> None:
-    """Kill switch: every call takes the legacy path."""
+    """Kill switch: every call, test users included, takes the legacy path."""
     from . import rollout as flags
 
     _change_flags(ctx, local, flags.disable_models)
@@ -333,7 +337,7 @@ def rollout_disable(ctx: click.Context, local: bool) -> None:
 @_LOCAL
 @click.pass_context
 def rollout_percent(ctx: click.Context, percent: float, local: bool) -> None:
-    """Share of users (0-100) on the registry path."""
+    """Gradual rollout: PERCENT (0-100) of users on the registry path; lifts a kill switch."""
     from . import rollout as flags
 
     _change_flags(ctx, local, lambda: flags.set_rollout_percent(percent))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_OUTPUT_TOKEN_ESTIMATE",
     "PROMPT_TOKEN_MARGIN",
     "Estimate",
+    "clear_price_cache",
     "completion_tokens_of_text",
     "cost_from_tokens",
     "cost_of_usage",
@@ -38,6 +39,7 @@ __all__ = [
     "fit_budget",
     "is_free",
     "max_output_tokens",
+    "per_output_token_usd",
     "response_cost",
 ]
 
@@ -76,6 +78,9 @@ def _model_of(target: Target | str) -> str:
 
 def count_prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
     """Prompt tokens as the tokenizer counts them, chars/4 for content it cannot count."""
+    counted = _count_plain_messages(messages)
+    if counted is not None:
+        return counted
     import litellm
 
     try:
@@ -83,6 +88,57 @@ def count_prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
     except Exception:
         text = sum(len(str(m.get("content") or "")) for m in messages)
         return text // 4 + 4 * len(messages)
+
+
+_REPLY_PRIMING_TOKENS = 3
+"""What `litellm.token_counter` adds to a message list without tools: the reply's opening."""
+
+
+@functools.cache
+def _tokenizer() -> tuple[int, int, Callable[[str], int]] | None:
+    """(tokens per message, tokens per name, count function) `litellm.token_counter` uses for the
+    offline model: found once, where litellm looks them up on every call (most of its cost: the
+    tokenizer choice, not the counting). None when this litellm does not expose them."""
+    try:
+        from litellm.litellm_core_utils.token_counter import _MessageCountParams
+
+        params = _MessageCountParams(_OFFLINE_TOKENIZER_MODEL, None)
+        per_message, per_name, count = (
+            params.tokens_per_message,
+            params.tokens_per_name,
+            params.count_function,
+        )
+    except Exception:
+        return None
+    if not (isinstance(per_message, int) and isinstance(per_name, int) and callable(count)):
+        return None
+    return per_message, per_name, count
+
+
+def _count_plain_messages(messages: Sequence[Mapping[str, Any]]) -> int | None:
+    """`litellm.token_counter`'s count for messages whose fields are all text (the usual chat
+    message), with the tokenizer found once; None for anything else (parts, images, tool calls),
+    which litellm then counts itself. The same arithmetic as litellm's, so the same number."""
+    import litellm
+
+    tokenizer = _tokenizer()
+    if tokenizer is None or litellm.disable_token_counter:
+        return None
+    per_message, per_name, count = tokenizer
+    total = _REPLY_PRIMING_TOKENS
+    for message in messages:
+        if not isinstance(message, Mapping):
+            return None
+        total += per_message
+        for key, value in message.items():
+            if value is None:
+                continue
+            if not isinstance(value, str) or key in ("tool_calls", "function_call"):
+                return None
+            total += count(value)
+            if key == "name":
+                total += per_name
+    return total
 
 
 def estimate_prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
@@ -97,6 +153,9 @@ def completion_tokens_of_text(text: str) -> int:
         return 0
     import litellm
 
+    tokenizer = _tokenizer()
+    if tokenizer is not None and not litellm.disable_token_counter:
+        return tokenizer[2](text)
     try:
         return int(
             litellm.token_counter(model=_OFFLINE_TOKENIZER_MODEL, text=text, count_response_tokens=True)
@@ -110,10 +169,23 @@ def completion_tokens_of_text(text: str) -> int:
 
 def cost_from_tokens(target: Target | str, prompt_tokens: int, completion_tokens: int) -> float:
     """USD for a token count: $0 for free providers, litellm's cost map, else the upstream
-    vendor's price for resellers (litellm's offline map has no OpenRouter entries), else 0."""
+    vendor's price for resellers (litellm's offline map has no OpenRouter entries), else 0.
+
+    Priced from the model's `_PriceCard` (looked up once) when the counts are within the range
+    its linearity was checked on, else by litellm itself: the same figure either way."""
     if is_free(target):
         return 0.0
     model = _model_of(target)
+    card = _card(model)
+    if card is not None:
+        if card.per_million is not None:
+            return (prompt_tokens * card.per_million[0] + completion_tokens * card.per_million[1]) / 1_000_000
+        if 0 <= prompt_tokens <= _LINEAR_UP_TO and 0 <= completion_tokens <= _LINEAR_UP_TO:
+            return prompt_tokens * card.input_usd + completion_tokens * card.output_usd
+    return _cost_from_tokens_uncached(model, prompt_tokens, completion_tokens)
+
+
+def _cost_from_tokens_uncached(model: str, prompt_tokens: int, completion_tokens: int) -> float:
     import litellm
 
     try:
@@ -128,6 +200,106 @@ def cost_from_tokens(target: Target | str, prompt_tokens: int, completion_tokens
             return 0.0
         return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1_000_000
     return float(prompt_cost) + float(completion_cost)
+
+
+_LINEAR_UP_TO = 65_536
+"""Token counts (prompt, completion) up to which a model's price card is used. Its linearity is
+checked up to here when the card is made; litellm's tiered prices start above 100k tokens."""
+
+_MAX_CARDS = 4096
+
+
+@dataclass(frozen=True)
+class _PriceCard:
+    """A model's prices, read from litellm once: a `litellm.cost_per_token` call costs ~0.2 ms of
+    CPU (provider resolution, cost-map lookups, a pydantic `Usage`), and they never change."""
+
+    input_usd: float
+    """USD per prompt token, as litellm prices one."""
+    output_usd: float
+    """USD per completion token, as litellm prices one."""
+    per_output_token_usd: float
+    """USD per output token at the scale of a budget's bound (1M tokens): `estimate` uses it."""
+    per_million: tuple[float, float] | None = None
+    """Set when litellm cannot price the model: the reseller fallback (`model_price`), USD per
+    1M tokens, used for any count; (0, 0) when nobody can price it."""
+
+
+_cards: dict[str, _PriceCard | None] = {}
+_cards_source: tuple[int, int] = (0, 0)
+
+
+def clear_price_cache() -> None:
+    """Forget every price card. Needed only after changing an existing entry of
+    `litellm.model_cost` in place; a replaced cost map or a newly registered model (a different
+    size) is noticed by itself."""
+    _cards.clear()
+
+
+def _card(model: str) -> _PriceCard | None:
+    """The model's price card, made on first use; None when litellm's prices are not linear in
+    the token counts (then every count is priced by litellm)."""
+    global _cards_source
+    import litellm
+
+    source = (id(litellm.model_cost), len(litellm.model_cost))
+    if source != _cards_source:
+        _cards.clear()
+        _cards_source = source
+    try:
+        return _cards[model]
+    except KeyError:
+        pass
+    card = _make_card(model)
+    if len(_cards) >= _MAX_CARDS:
+        _cards.clear()
+    _cards[model] = card
+    return card
+
+
+def _make_card(model: str) -> _PriceCard | None:
+    import litellm
+
+    def litellm_cost(prompt: int, completion: int) -> float:
+        prompt_cost, completion_cost = litellm.cost_per_token(
+            model=model, prompt_tokens=prompt, completion_tokens=completion
+        )
+        return float(prompt_cost) + float(completion_cost)
+
+    try:
+        input_usd, output_usd = litellm_cost(1, 0), litellm_cost(0, 1)
+    except Exception:
+        from .tiers import model_price
+
+        price = model_price(model) or (0.0, 0.0)
+        # the same arithmetic as `cost_from_tokens(model, 0, 1_000_000) / 1_000_000`
+        per_output = (0 * price[0] + 1_000_000 * price[1]) / 1_000_000 / 1_000_000
+        return _PriceCard(0.0, 0.0, per_output, per_million=price)
+    try:
+        # the card stands for litellm only where it gives the very same figures
+        for prompt, completion in (
+            (_LINEAR_UP_TO, 0),
+            (0, _LINEAR_UP_TO),
+            (_LINEAR_UP_TO, _LINEAR_UP_TO),
+            (977, 31),
+        ):
+            if litellm_cost(prompt, completion) != prompt * input_usd + completion * output_usd:
+                return None
+        per_output = litellm_cost(0, 1_000_000) / 1_000_000
+    except Exception:
+        return None
+    return _PriceCard(input_usd, output_usd, per_output)
+
+
+def per_output_token_usd(target: Target | str) -> float:
+    """USD per output token for a budget's bound (priced at 1M tokens, tiers included)."""
+    if is_free(target):
+        return 0.0
+    model = _model_of(target)
+    card = _card(model)
+    if card is not None:
+        return card.per_output_token_usd
+    return _cost_from_tokens_uncached(model, 0, 1_000_000) / 1_000_000
 
 
 def cost_of_usage(target: Target | str, usage: Any) -> float:
@@ -209,21 +381,13 @@ def estimate(target: Target | str, prompt_tokens: int, max_tokens: int | None) -
     """The worst case of one call, for budget reservations."""
     if is_free(target):
         return Estimate(0.0, 0.0, max_tokens or 0, True)
-    per_prompt, per_output, priced, model_max = _unit_prices(_model_of(target))
-    bound = max_tokens or model_max or _FALLBACK_MAX_OUTPUT
-    return Estimate(prompt_tokens * per_prompt, per_output, int(bound), priced)
-
-
-@functools.lru_cache(maxsize=1024)
-def _unit_prices(model: str) -> tuple[float, float, bool, int | None]:
-    """USD per prompt token, per output token, whether anyone prices the model, its max output.
-    Cached: litellm's lookups cost tens of microseconds, and the answers never change."""
     from .tiers import model_price
 
-    per_prompt = cost_from_tokens(model, 1_000_000, 0) / 1_000_000
-    per_output = cost_from_tokens(model, 0, 1_000_000) / 1_000_000
-    priced = per_prompt > 0 or per_output > 0 or model_price(model) is not None
-    return per_prompt, per_output, priced, max_output_tokens(model)
+    prompt_usd = cost_from_tokens(target, prompt_tokens, 0)
+    per_token = per_output_token_usd(target)
+    priced = prompt_usd > 0 or per_token > 0 or model_price(_model_of(target)) is not None
+    bound = max_tokens or max_output_tokens(target) or _FALLBACK_MAX_OUTPUT
+    return Estimate(prompt_usd, per_token, int(bound), priced)
 
 
 def fit_budget(

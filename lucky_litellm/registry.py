@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from .alerts import CostAlerts
 from .config import ModelsConfig, UserConfig, load_models_config, load_user_config, validate_models_config
+from .config.resolve import check_user_config
 from .engine import Lease, is_warm, start_warm_up, warm_up
 from .errors import (
     NoModelsAvailableError,
@@ -75,7 +76,7 @@ class Models:
         self._update_lock = threading.Lock()
         rollout = self._config.rollout
         self.state: State = state or state_from_url(
-            (environ or os.environ).get("LUCKY_STATE_URL") or rollout.state_url,
+            rollout.state_url_in(os.environ if environ is None else environ),
             initial=FlagState(
                 enabled=rollout.enabled,
                 percent=rollout.percent,
@@ -88,7 +89,7 @@ class Models:
             # unset in the config: OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT decides
             capture_content=self._config.telemetry.capture_content
             if "capture_content" in self._config.telemetry.model_fields_set
-            else capture_from_env(environ or os.environ)
+            else capture_from_env(environ)  # None: os.environ; {} is an empty environment
         )
         self.limiter = ConcurrencyLimiter()
         self._stats = Stats(enabled=self._config.performance_tracking)
@@ -125,6 +126,8 @@ class Models:
         """
         config = load_user_config(source)
         parse_spec(f"user:{user_id}")  # the id must be usable in a spec
+        snapshot = self._snapshot
+        check_user_config(config, snapshot.providers, snapshot.tiers)  # typos fail here, not per call
         self._users[user_id] = config
         # a changed maxConcurrent applies to requests already waiting for a slot, not only to new ones
         self.limiter.set_limit(

@@ -10,6 +10,14 @@ Redis so every process and proxy replica agrees; a decision reads a cached snaps
 3. otherwise the user's stable bucket (hash of salt and user id, 10,000 buckets) against the
    rollout percentage; raising the percentage only ever adds users.
 
+The calls follow the migration plan (DESIGN.md, "Rollout"); each one sets a phase:
+
+- ``add_test_user(id)``: phase 1, test users on the registry path (with the percentage at 0);
+- ``set_rollout_percent(n)``: phase 2, the gradual share; it also lifts an earlier kill switch,
+  since resuming at n % is what an operator means after a rollback;
+- ``enable_models()``: phase 4, the full rollout, every user (the percentage becomes 100);
+- ``disable_models()``: phase 5, the instant rollback, every user on the legacy path, test users too.
+
 The module-level functions act on the default registry's store, so `lucky-litellm rollout ...`
 and a process configured with the same `LUCKY_STATE_URL` see the same flags. Changes are
 administrative and synchronous (one Redis round trip); call them off the event loop.
@@ -66,6 +74,25 @@ class Rollout:
 
     def is_enabled_for(self, user_id: str | None) -> bool:
         return self.decide(user_id).path == "registry"
+
+    def set_percent(self, percent: float) -> None:
+        """Gradual phase: `percent` % of users (sticky) and the test users on the registry path.
+
+        The percentage is written before the switch is turned back on, so a registry that was
+        killed never serves a moment at the old percentage.
+        """
+        value = RolloutPolicy.check_percent(percent)
+        self.store.set_percent(value)
+        self.store.set_enabled(True)
+
+    def enable(self) -> None:
+        """Full rollout: every user on the registry path."""
+        self.store.set_percent(100.0)
+        self.store.set_enabled(True)
+
+    def disable(self) -> None:
+        """Kill switch: every call, test users included, takes the legacy path."""
+        self.store.set_enabled(False)
 
     def status(self) -> dict[str, Any]:
         """The flags read now from the store, and where from (the last known ones, said so, if
@@ -184,18 +211,21 @@ def remove_test_user(user_id: str) -> None:
 
 
 def set_rollout_percent(percent: float) -> None:
-    """Share of users (0–100, decimals allowed) on the registry path; raising it only adds users."""
-    RolloutPolicy.check_percent(percent)
-    _rollout().store.set_percent(percent)
+    """Phase 2 of the migration: share of users (0–100, decimals allowed) on the registry path.
+
+    Buckets are sticky, so raising the share only adds users. Lifts an earlier kill switch.
+    """
+    _rollout().set_percent(percent)
 
 
 def enable_models() -> None:
-    _rollout().store.set_enabled(True)
+    """Phase 4 of the migration, the full rollout: every user on the registry path (100 %)."""
+    _rollout().enable()
 
 
 def disable_models() -> None:
     """Kill switch: every call, test users included, takes the legacy path from now on."""
-    _rollout().store.set_enabled(False)
+    _rollout().disable()
 
 
 def is_enabled_for(user_id: str | None) -> bool:

@@ -28,15 +28,17 @@ nano) is ``nano``: the tier named after what the model *is*, not what it is used
 from __future__ import annotations
 
 import difflib
-import os
 import sys
 import threading
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .config.issues import ConfigWarning, locate
+from .config.load import source_lines
 from .errors import ConfigError, ConfigIssue, ModelSpecError, UnknownTierError
 from .plan import Strategy
 from .providers import ProviderTable
@@ -296,7 +298,8 @@ def build_tier_config(
     """Build the tier table; every problem is collected and raised as one `ConfigError`."""
     table = providers if providers is not None else ProviderTable.build(config)
     active = provider or (config.provider if config is not None else None)
-    active = active or os.environ.get(PROVIDER_ENV) or DEFAULT_PROVIDER
+    # the table's captured environment, not os.environ: Models(environ=...) is all a registry reads
+    active = active or table.environ.get(PROVIDER_ENV) or DEFAULT_PROVIDER
     known = sorted(set(DEFAULT_MODELS) | set(table.providers))
     if active not in known:
         raise ConfigError([ConfigIssue("provider", _unknown_provider(active, known))], "invalid tier config")
@@ -318,7 +321,8 @@ def build_tier_config(
         # A tier that failed to build is already reported; its aliases are not wrong too.
         issues.extend(_alias_issues(alias, target, {n: tiers.get(n) for n in names}))
     if issues:
-        raise ConfigError(issues, "invalid tier config")
+        lines = source_lines(config) if config is not None else None
+        raise ConfigError(locate(issues, lines), "invalid tier config")
     return TierTable(provider=active, tiers=tiers, aliases=aliases)
 
 
@@ -411,6 +415,9 @@ def _build_tier(
         strategy = "first"
     else:
         strategy = "race" if name in FAST_TIERS or not pinned else "fallback"
+    if cfg is not None:
+        fast_race = name in FAST_TIERS and not pinned and cfg.strategy is None
+        _unused_options(path, cfg, strategy, fast_race, issues)
     return Tier(
         name=name,
         model=models[0],
@@ -423,6 +430,30 @@ def _build_tier(
         hedge_after_ms=cfg.hedge_after if cfg is not None else None,
         min_agreement=cfg.min_agreement if cfg is not None else None,
     )
+
+
+def _unused_options(
+    path: str, cfg: TierConfig, strategy: Strategy, fast_race: bool, issues: list[ConfigIssue]
+) -> None:
+    """hedgeAfter / minAgreement on a tier whose built strategy ignores them: an error, or a warning
+    where the strategy follows the enabled providers (a fast tier races once a second one is on)."""
+    for key, value, needs in (
+        ("hedgeAfter", cfg.hedge_after, "race"),
+        ("minAgreement", cfg.min_agreement, "consensus"),
+    ):
+        if value is None or strategy == needs:
+            continue
+        message = (
+            f"{key} only applies to strategy {needs}, but this tier runs {strategy}; "
+            f"set {path}.strategy: {needs} or remove {key}"
+        )
+        if fast_race and needs == "race":
+            warnings.warn(
+                ConfigWarning(f"{path}.{key}: {message} (it races only while several providers are enabled)"),
+                stacklevel=4,
+            )
+        else:
+            issues.append(ConfigIssue(f"{path}.{key}", message))
 
 
 def _alias_issues(alias: str, target: str, tiers: Mapping[str, object]) -> list[ConfigIssue]:

@@ -77,3 +77,12 @@ def test_any_real_number_from_0_to_100_is_a_percentage(value):
 def test_decimal_percentages_are_allowed_and_the_policy_reads_well():
     policy = RolloutPolicy(percent=12.5, test_users=frozenset({"a", "b"}))
     assert repr(policy) == "RolloutPolicy(enabled, percent=12.5, test_users=2, salt='lucky')"
+
+
+def test_a_lone_surrogate_has_a_bucket_and_valid_ids_keep_theirs():
+    """Hashing a safe encoding (surrogatepass) must not move anyone already bucketed."""
+    import hashlib
+
+    assert 0 <= bucket_of("user-\ud800", "lucky") < 10_000
+    plain = hashlib.blake2b("lucky:user-é".encode(), digest_size=8).digest()
+    assert bucket_of("user-é", "lucky") == int.from_bytes(plain, "big") % 10_000

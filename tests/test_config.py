@@ -387,7 +387,7 @@ def test_api_key_in_params_is_rejected() -> None:
     )
 
     issue = only_issue(error)
-    assert issue.path == "providers.openai.params"
+    assert issue.path == "providers.openai.params.api_key"
     assert "'api_key' must not be written in a config file" in issue.message
     assert "hunter2" not in str(error)
 

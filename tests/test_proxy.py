@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 import yaml
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
-from lucky_litellm.proxy_launcher import ProxyProcess
+from lucky_litellm.proxy.launcher import ProxyProcess
 from lucky_litellm.testing import Behavior, FakeUpstream
 
 pytestmark = pytest.mark.proxy
@@ -51,6 +52,9 @@ tiers:
   nano:
     strategy: race
     models: [local/nano-a, local/nano-b]
+  summary:
+    model: local/sum-s
+    timeout: 2000
 defaults:
   timeout: 20000
   retries: 0
@@ -70,6 +74,10 @@ users:
       doomed:
         strategy: fallback
         providers: [local/broken, local/broken-too]
+      hasty:
+        strategy: race
+        providers: [local/hang-a, local/hang-b]
+        timeout: 2000
       loop:
         providers: [loop/tier:medium]
       priced:
@@ -89,6 +97,25 @@ users:
       main:
         strategy: race
         providers: [local/carol-a, local/carol-b]
+      slow:
+        providers: [local/carol-slow]
+        timeout: 2000
+  erin:
+    experiments:
+      main:
+        strategy: race
+        providers: [local/medium-m, local/erin-b]
+      slow:
+        providers: [local/erin-slow]
+        timeout: 2000
+    defaults:
+      costLimit: 100
+  frank:
+    experiments:
+      main:
+        providers: [paid/gpt-4o-mini]
+    defaults:
+      costLimit: 0.00000001
   dave:
     experiments:
       main:
@@ -219,10 +246,17 @@ def error_of(proxy: Proxy, model: str, *, key: str = MASTER_KEY, **kwargs: Any) 
 def test_tier_answer(proxy: Proxy, upstream: FakeUpstream) -> None:
     response, headers = create(proxy, "tier:medium", user="alice")
     assert response.choices[0].message.content == "answer from medium-m"
-    assert headers["x-lucky-route"] == "engine"
+    assert headers["x-lucky-route"] == "deployment:lucky-route/local/medium-m"  # registered by the hook
     assert headers["x-lucky-rollout-path"] == "registry"
     assert headers["x-lucky-winner"] == "local/medium-m"
     assert upstream.call_count("medium-m") == 1
+
+
+def test_a_client_cannot_name_a_registered_route_directly(proxy: Proxy, upstream: FakeUpstream) -> None:
+    create(proxy, "tier:medium", user="alice")  # makes sure it exists
+    error = error_of(proxy, "lucky-route/local/medium-m", key="sk-alice")
+    assert error.status_code == 400
+    assert upstream.call_count() == 1
 
 
 def test_single_model_tier_is_handed_to_the_proxy_deployment(proxy: Proxy, upstream: FakeUpstream) -> None:
@@ -275,7 +309,7 @@ def test_consensus_bills_every_model(proxy: Proxy, upstream: FakeUpstream) -> No
     assert response.choices[0].message.content == "Paris"
     lucky_cost = float(headers["x-lucky-cost-usd"])
     single = (1000 * 0.15 + 100 * 0.6) / 1e6  # gpt-4o-mini alone, per litellm's price map
-    assert lucky_cost > 2 * single
+    assert lucky_cost > single  # every voter that answered (consensus may stop once two agree)
     assert float(headers["x-litellm-response-cost"]) == pytest.approx(lucky_cost)
     records = billed(proxy, headers["x-litellm-call-id"])
     assert [r["cost"] for r in records] == [pytest.approx(lucky_cost)]  # once: nested calls are not logged
@@ -314,18 +348,6 @@ def test_streamed_race(proxy: Proxy, upstream: FakeUpstream) -> None:
         model="user:alice:quick", messages=HI, user="alice", stream=True
     )
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "answer from quick-y"
-
-
-def test_stream_cut_by_the_upstream_ends_in_an_error(proxy: Proxy, upstream: FakeUpstream) -> None:
-    upstream.script("medium-m", Behavior(content="one two three four", stream_cut_after=2))
-    stream = client(proxy).chat.completions.create(
-        model="tier:medium", messages=HI, user="alice", stream=True
-    )
-    chunks: list[Any] = []
-    with pytest.raises(openai.APIError, match="without finishing"):
-        chunks.extend(stream)
-    assert not any(c.choices and c.choices[0].finish_reason for c in chunks)
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "one two"
 
 
 def test_plain_model_through_a_lucky_group(proxy: Proxy, upstream: FakeUpstream) -> None:
@@ -380,7 +402,7 @@ def test_registry_user_takes_the_registry_path(proxy: Proxy, upstream: FakeUpstr
         ("tier:nope", 400, "unknown tier 'nope'"),
         ("user:alice:no such", 400, "invalid model spec"),
         ("user:alice:nope", 404, "no experiment 'nope'"),
-        ("user:zed", 404, "no user config loaded for user 'zed'"),
+        ("user:zed", 404, "add them under `users:` in the models file"),
     ],
 )
 def test_bad_input_is_a_clean_client_error(
@@ -460,6 +482,210 @@ def test_failures_do_not_put_the_lucky_group_in_cooldown(proxy: Proxy, upstream:
     assert response.choices[0].message.content == "answer from backup"
 
 
+# -- the same guarantees on every route -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    """One way a request is served: the spec, whose it is, the upstream model that answers."""
+
+    spec: str
+    user: str
+    answers: str
+    route: str
+    path: str
+    others: tuple[str, ...] = ()
+    """Other models of the plan, scripted to lose (slow) when `answers` should win."""
+
+    def script(self, upstream: FakeUpstream, behavior: Behavior) -> None:
+        upstream.script(self.answers, behavior)
+        for model in self.others:
+            upstream.script(model, Behavior(latency_ms=20000))
+
+
+ROUTES = [
+    pytest.param(Route("tier:medium", "alice", "medium-m", "deployment:", "registry"), id="deployment"),
+    pytest.param(
+        Route("user:alice:quick", "alice", "quick-y", "engine", "registry", ("slow-x",)), id="engine"
+    ),
+    pytest.param(Route("tier:medium", "carol", "medium-m", "deployment:", "legacy"), id="legacy-deployment"),
+    pytest.param(Route("user:erin:main", "erin", "medium-m", "engine", "legacy"), id="legacy-engine"),
+]
+SLOW_ROUTES = [  # plans with a 2 s deadline; every model of each hangs in the tests below
+    pytest.param("tier:summary", "alice", ["sum-s"], id="deployment"),
+    pytest.param("user:alice:hasty", "alice", ["hang-a", "hang-b"], id="engine"),
+    pytest.param("user:carol:slow", "carol", ["carol-slow"], id="legacy-deployment"),
+    pytest.param("user:erin:slow", "erin", ["erin-slow"], id="legacy-engine"),
+]
+
+
+def _stream(proxy: Proxy, spec: str, user: str, **kwargs: Any) -> tuple[list[Any], BaseException | None]:
+    """The chunks of a stream and the error that ended it (None for a clean end)."""
+    chunks: list[Any] = []
+    stream = client(proxy).chat.completions.create(model=spec, messages=HI, user=user, stream=True, **kwargs)
+    try:
+        for chunk in stream:
+            chunks.append(chunk)
+    except openai.APIError as exc:
+        return chunks, exc
+    return chunks, None
+
+
+def _text(chunks: list[Any]) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+@pytest.mark.parametrize("case", ROUTES)
+def test_each_route_is_the_one_expected(proxy: Proxy, upstream: FakeUpstream, case: Route) -> None:
+    case.script(upstream, Behavior())
+    _, headers = create(proxy, case.spec, user=case.user)
+    assert headers["x-lucky-route"].startswith(case.route)
+    assert headers["x-lucky-rollout-path"] == case.path
+
+
+@pytest.mark.parametrize("case", ROUTES)
+def test_a_cut_stream_ends_in_an_error_event_on_every_route(
+    proxy: Proxy, upstream: FakeUpstream, case: Route
+) -> None:
+    case.script(upstream, Behavior(content="one two three four", stream_cut_after=2))
+    chunks, error = _stream(proxy, case.spec, case.user)
+    assert isinstance(error, openai.APIError)
+    assert "without finishing" in error.message
+    assert not any(c.choices and c.choices[0].finish_reason for c in chunks)  # never a clean "stop"
+    assert _text(chunks) == "one two"
+
+
+@pytest.mark.parametrize("case", ROUTES)
+def test_a_reset_mid_stream_is_a_502_error_event(proxy: Proxy, upstream: FakeUpstream, case: Route) -> None:
+    case.script(upstream, Behavior(content="one two three four", stream_cut_after=2, stream_cut_reset=True))
+    chunks, error = _stream(proxy, case.spec, case.user)
+    assert isinstance(error, openai.APIError)
+    assert isinstance(error.body, dict) and str(error.body.get("code")) == "502"
+    assert _text(chunks) == "one two"
+
+
+@pytest.mark.parametrize(("spec", "user", "hanging"), SLOW_ROUTES)
+def test_a_hang_ends_at_the_deadline_with_a_504_and_no_retries(
+    proxy: Proxy, upstream: FakeUpstream, spec: str, user: str, hanging: list[str]
+) -> None:
+    for model in hanging:
+        upstream.script(model, Behavior(hang=True))
+    started = time.monotonic()
+    error = error_of(proxy, spec, user=user)
+    elapsed = time.monotonic() - started
+    assert error.status_code == 504
+    assert 1.9 < elapsed < 4.0  # the 2 s deadline, not LiteLLM's 600 s or a Router retry
+    assert error.response.headers.get("x-should-retry") == "false"
+    assert upstream.call_count() == len(hanging)
+
+
+@pytest.mark.parametrize(("spec", "user", "dripping"), SLOW_ROUTES)
+def test_the_deadline_covers_the_stream_body(
+    proxy: Proxy, upstream: FakeUpstream, spec: str, user: str, dripping: list[str]
+) -> None:
+    for model in dripping:
+        upstream.script(model, Behavior(content="a b c d e f g h i j", chunk_delay_ms=400))
+    started = time.monotonic()
+    chunks, error = _stream(proxy, spec, user)
+    assert time.monotonic() - started < 4.0
+    assert isinstance(error, openai.APIError)
+    assert isinstance(error.body, dict) and str(error.body.get("code")) == "504"
+    assert 0 < len(_text(chunks)) < len("abcdefghij")
+
+
+def test_a_users_cost_limit_holds_on_the_legacy_path(proxy: Proxy, upstream: FakeUpstream) -> None:
+    error = error_of(proxy, "user:frank:main", user="frank")  # outside the rollout: legacy path
+    assert error.status_code == 429
+    assert "budget exceeded for user 'frank'" in error.message
+    assert error.response.headers.get("x-should-retry") == "false"
+    assert upstream.call_count() == 0
+
+
+@pytest.mark.parametrize("case", ROUTES)
+def test_retry_after_is_forwarded_on_every_route(proxy: Proxy, upstream: FakeUpstream, case: Route) -> None:
+    upstream.script(case.answers, Behavior(status=429, retry_after=7))
+    for model in case.others:
+        upstream.script(model, Behavior(status=429, retry_after=9))
+    error = error_of(proxy, case.spec, user=case.user)
+    assert error.status_code == 429
+    assert error.response.headers.get("retry-after") == "7"
+
+
+@pytest.mark.parametrize("case", ROUTES)
+def test_the_answer_names_the_model_that_answered(proxy: Proxy, upstream: FakeUpstream, case: Route) -> None:
+    case.script(upstream, Behavior(content="Paris"))
+    response, headers = create(proxy, case.spec, user=case.user)
+    assert response.model == f"local/{case.answers}"
+    assert headers["x-lucky-winner"] == f"local/{case.answers}"
+    assert "x-lucky-cost-usd" in headers
+
+
+@pytest.mark.parametrize("case", ROUTES)
+def test_a_stream_names_the_model_that_answered_and_its_cost(
+    proxy: Proxy, upstream: FakeUpstream, case: Route
+) -> None:
+    case.script(upstream, Behavior(content="Paris is nice", prompt_tokens=10, completion_tokens=3))
+    raw = client(proxy).chat.completions.with_raw_response.create(
+        model=case.spec, messages=HI, user=case.user, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(raw.parse())
+    assert raw.headers["x-lucky-winner"] == f"local/{case.answers}"
+    assert {c.model for c in chunks} == {f"local/{case.answers}"}
+    last = chunks[-1].model_extra or {}
+    assert last["lucky"]["winner"] == f"local/{case.answers}"
+    assert isinstance(last["lucky"]["cost_usd"], float)
+
+
+def test_a_default_openai_client_does_not_retry_lucky_502s(proxy: Proxy, upstream: FakeUpstream) -> None:
+    upstream.script("broken", Behavior(status=500))
+    upstream.script("broken-too", Behavior(status=500))
+    retrying = openai.OpenAI(base_url=proxy.base_url, api_key=MASTER_KEY, timeout=30)  # max_retries=2
+    with pytest.raises(openai.APIStatusError) as info:
+        retrying.chat.completions.create(model="user:alice:doomed", messages=HI, user="alice")
+    assert info.value.status_code == 502
+    assert info.value.response.headers.get("x-should-retry") == "false"
+    assert upstream.call_count() == 2  # one per model, not 2 x 3 client attempts
+
+
+def test_text_completions_answer_specs_with_an_openai_error_body(
+    proxy: Proxy, upstream: FakeUpstream
+) -> None:
+    answer = httpx.post(
+        f"{proxy.base_url}/completions",
+        json={"model": "tier:medium", "prompt": "hi"},
+        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        timeout=30,
+    )
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"].startswith("'tier:medium': lucky_litellm specs are served on /v1/chat/")
+    assert upstream.call_count() == 0
+
+
+def test_a_client_cannot_point_lucky_at_another_endpoint_or_key(proxy: Proxy, upstream: FakeUpstream) -> None:
+    with FakeUpstream() as elsewhere:
+        for body in (
+            {"api_base": elsewhere.base_url, "api_key": "sk-client"},
+            {"base_url": elsewhere.base_url},
+            {"api_key": "sk-client", "extra_headers": {"Authorization": "Bearer sk-client"}},
+        ):
+            for spec in ("tier:medium", "user:alice:quick"):
+                upstream.reset()
+                upstream.script("slow-x", Behavior(latency_ms=5000))
+                try:
+                    client(proxy).chat.completions.create(
+                        model=spec, messages=HI, user="alice", extra_body=body
+                    )
+                except openai.APIStatusError:
+                    pass  # LiteLLM's own body check refused api_base/base_url (a 500, its choice)
+                else:
+                    assert all(
+                        call.headers.get("Authorization") == "Bearer sk-local" for call in upstream.calls
+                    ), spec
+        assert elsewhere.call_count() == 0
+
+
 # -- identity and error mapping, without a proxy ---------------------------------------------------
 
 
@@ -482,14 +708,14 @@ def _key(user_id: str | None, role: str = "internal_user") -> Any:
 def test_identity_rule(
     key_user: str | None, role: str, body_user: str | None, expected: tuple[Any, ...]
 ) -> None:
-    from lucky_litellm.proxy_identity import identify
+    from lucky_litellm.proxy.identity import identify
 
     identity = identify(_key(key_user, role), {"user": body_user, "metadata": {}})
     assert (identity.user_id, identity.admin, identity.source) == expected
 
 
 def test_identity_reads_the_key_user_mirrored_into_metadata() -> None:
-    from lucky_litellm.proxy_identity import identify
+    from lucky_litellm.proxy.identity import identify
 
     identity = identify(_key(None), {"user": "bob", "metadata": {"user_api_key_user_id": "alice"}})
     assert identity.user_id == "alice"
@@ -497,7 +723,7 @@ def test_identity_reads_the_key_user_mirrored_into_metadata() -> None:
 
 def test_error_statuses() -> None:
     from lucky_litellm import errors
-    from lucky_litellm.proxy_errors import AccessDeniedError, http_error
+    from lucky_litellm.proxy.errors import AccessDeniedError, http_error
 
     cases = {
         errors.ModelSpecError("x", "bad"): 400,

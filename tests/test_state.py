@@ -219,6 +219,34 @@ def test_the_initial_flags_never_overwrite_flags_already_in_redis(redis_server, 
     late.close()
 
 
+def _forked_worker(state: State, out: Any) -> None:
+    state.flags.current()  # the worker's first request: its syncer starts again
+    _until(lambda: state.connection is not None and state.connection.replicas == 2)
+    out.put(state.connection.replica_id)
+    _until(lambda: state.flags.current().enabled is False)
+    out.put("seen")
+
+
+def test_a_forked_worker_is_a_replica_of_its_own_that_follows_the_flags(redis_server, prefix):
+    import multiprocessing
+
+    state = state_from_url(redis_server.url, prefix=prefix)
+    state.flags.set_percent(50)
+    state.flags.current()  # serving: heartbeats
+    context = multiprocessing.get_context("fork")  # a pre-forking server: state made before the fork
+    out = context.Queue()
+    worker = context.Process(target=_forked_worker, args=(state, out))
+    worker.start()
+    try:
+        assert out.get(timeout=10) != state.connection.replica_id  # counted apart in the heartbeats
+        state.flags.set_enabled(False)
+        assert out.get(timeout=5) == "seen"  # its syncer runs: flags reach it
+    finally:
+        worker.join(5)
+        worker.kill()
+        state.close()
+
+
 SPENDER = textwrap.dedent(
     """
     import asyncio, sys

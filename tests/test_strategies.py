@@ -111,8 +111,9 @@ async def test_fallback_moves_past_a_failing_model(models, fake_upstream, fault)
 async def test_fallback_moves_past_a_hanging_model_when_its_own_timeout_expires(models, fake_upstream):
     fake_upstream.script("gpt-4.1-mini", Behavior(hang=True))
     fake_upstream.script("gpt-4.1-nano", Behavior(content="from nano"))
-    models.load_user_config("u", experiment("fallback", A, B, retries=0, params={"timeout": 0.3}))
-    response = await models.complete("user:u:x", MESSAGES)
+    models.load_user_config("u", experiment("fallback", A, B, retries=0))
+    # a per-call timeout from the caller's code (a config's params may no longer set one)
+    response = await models.complete("user:u:x", MESSAGES, timeout=0.3)
     assert response.choices[0].message.content == "from nano"
     assert routing_of(response).attempts[0].outcome == "failed"
 

@@ -227,8 +227,8 @@ def test_fast_race_includes_local_when_its_base_is_set() -> None:
 
 
 def test_lucky_provider_env_selects_the_active_provider(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LUCKY_PROVIDER", "anthropic")
-    tiers = build_tier_config(providers=ProviderTable.build(environ={}))
+    monkeypatch.setenv("LUCKY_PROVIDER", "groq")  # ignored: the table's environment is the one read
+    tiers = build_tier_config(providers=ProviderTable.build(environ={"LUCKY_PROVIDER": "anthropic"}))
     assert tiers.provider == "anthropic"
     assert tiers.get("medium").model == "anthropic/claude-sonnet-4-5"
 

@@ -160,8 +160,12 @@ class RedisFlagStore(FlagStore):
         self._script = connection.sync_client.register_script(_SYNC_FLAGS)
         connection.on_tick(self._tick)
         connection.on_recovery(self._refresh)
+        connection.on_fork(self._forked)
         with contextlib.suppress(StateUnavailableError):
             self._refresh()  # the first read, before any request: a kill switch applies at once
+
+    def _forked(self) -> None:
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"RedisFlagStore({self._connection.location})"
@@ -176,7 +180,10 @@ class RedisFlagStore(FlagStore):
         return self._known
 
     def current(self) -> FlagState:
-        self._connection.serving = True
+        connection = self._connection
+        if not connection.serving:  # the first request (or the first in a forked child)
+            connection.serving = True
+            connection.ensure_started()
         return self._snapshot
 
     def read(self) -> FlagState:

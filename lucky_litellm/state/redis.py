@@ -29,6 +29,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import os
 import threading
 import time
 import uuid
@@ -76,6 +77,7 @@ _TICK_S = 0.1
 # KEYS[1]: the heartbeat set. ARGV: replica id (empty: only count), ttl in seconds.
 # Returns how many replicas other than ARGV[1] are alive, and whether ARGV[1] was written.
 _HEARTBEAT = """
+if redis.replicate_commands then redis.replicate_commands() end  -- TIME before writes (Redis < 5)
 local now = redis.call('TIME')
 local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t - tonumber(ARGV[2]))
@@ -131,6 +133,7 @@ class RedisConnection:
         self._tickers: list[Callable[[float], None]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._wanted = False
         self.serving = False
         """Set by the request path: only a serving process heartbeats (the CLI does not)."""
         self.replicas: int | None = None
@@ -138,6 +141,9 @@ class RedisConnection:
         self._replicas_key = f"{prefix}replicas"
         self._heartbeat_at = float("-inf")
         self._heartbeat = self.sync_client.register_script(_HEARTBEAT)
+        self._fork_hooks: list[Callable[[], None]] = []
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _after_fork(ref))
 
     def __repr__(self) -> str:
         return f"RedisConnection({safe_url(self.url)!r}, prefix={self.prefix!r})"
@@ -194,6 +200,7 @@ class RedisConnection:
         the call waits, raise it then; a failure starts an outage."""
         if self._down:
             raise self.unavailable()
+        self.ensure_started()
         client = self._async_client()
         down = client.down_signal()
         task = asyncio.ensure_future(operation(client))
@@ -241,10 +248,30 @@ class RedisConnection:
 
     # -- the syncer ----------------------------------------------------------------------------
 
+    def on_fork(self, hook: Callable[[], None]) -> None:
+        """Call `hook()` in a child process after `fork` (a pre-forking server): the child is a
+        new replica whose syncer is started again on first use."""
+        self._fork_hooks.append(hook)
+
+    def _forked(self) -> None:
+        self._lock = threading.Lock()
+        self._async_clients = weakref.WeakKeyDictionary()
+        self.replica_id = uuid.uuid4().hex
+        self.serving, self.replicas, self._heartbeat_at = False, None, float("-inf")
+        self._thread = None  # threads do not survive fork
+        for hook in self._fork_hooks:
+            hook()
+
+    def ensure_started(self) -> None:
+        """Start the syncer again in a forked child (cheap when it runs)."""
+        if self._thread is None and self._wanted and not self._stop.is_set():
+            self.start()
+
     def start(self) -> None:
         """Start the syncer thread (once). It holds only a weak reference: a connection nobody
         uses any more stops its thread."""
         with self._lock:
+            self._wanted = True
             if self._thread is not None or self._stop.is_set():
                 return
             self._thread = threading.Thread(
@@ -434,6 +461,12 @@ def _no_script(reply: Any) -> bool:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _after_fork(ref: weakref.ref[RedisConnection]) -> None:
+    connection = ref()
+    if connection is not None:
+        connection._forked()
 
 
 def _sync_forever(ref: weakref.ref[RedisConnection], stop: threading.Event) -> None:

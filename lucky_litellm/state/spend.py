@@ -180,8 +180,15 @@ class RedisSpendStore(SpendStore):
         self._refreshed_at = float("-inf")
         connection.on_recovery(self._recover)
         connection.on_tick(self._tick)
+        connection.on_fork(self._forked)
         with contextlib.suppress(Exception):  # so the first reservation needs no NOSCRIPT round trip
             connection.sync_client.script_load(_RESERVE)
+
+    def _forked(self) -> None:
+        """A forked child is a new replica: what is pending belongs to the parent, which pushes it."""
+        self._lock, self._push_lock = threading.Lock(), threading.Lock()
+        self._pending, self._outage, self._batch, self._batch_number = Ledger(), Ledger(), None, 0
+        self._applied_key = f"{self._connection.prefix}applied:{self._connection.replica_id}"
 
     def __repr__(self) -> str:
         return f"RedisSpendStore({self._connection.location}, on_outage={self.on_outage!r})"

@@ -129,9 +129,10 @@ def _keep_content_out() -> None:
 def prepare_litellm_call(span: Any, capture_content: bool, kwargs: dict[str, Any]) -> None:
     """Add to a call's `kwargs` what litellm's otel callback needs to stay under `span` (the
     caller's own `metadata` is kept), and keep content out of its spans when capture is off."""
-    metadata = kwargs.get("metadata")
-    kwargs["metadata"] = (
-        {**metadata, PARENT_SPAN_KEY: span} if isinstance(metadata, dict) else {PARENT_SPAN_KEY: span}
-    )
+    if span is not None:
+        metadata = kwargs.get("metadata")
+        kwargs["metadata"] = (
+            {**metadata, PARENT_SPAN_KEY: span} if isinstance(metadata, dict) else {PARENT_SPAN_KEY: span}
+        )
     if not capture_content:
         _keep_content_out()

@@ -186,11 +186,23 @@ def _target_attributes(
     return metric, {**metric, "lucky.model": spec}
 
 
+_by_target: dict[int, tuple[Target, tuple[dict[str, Any], dict[str, Any]]]] = {}
+_MAX_TARGETS = 4096
+
+
 def _cached(target: Target) -> tuple[dict[str, Any], dict[str, Any]]:
-    # keyed by value, api_base included: `Target`'s hash leaves its kwargs out, and a provider
-    # update may move the endpoint while the spec stays the same
+    """Per target object (a plan's targets live as long as its snapshot): one dict lookup per
+    attempt. Not `Target`'s hash: it leaves the kwargs out, and a provider update may move the
+    endpoint (api_base) while the spec stays the same."""
+    entry = _by_target.get(id(target))
+    if entry is not None and entry[0] is target:
+        return entry[1]
     host, port = _server_of(target)
-    return _target_attributes(target.spec, target.provider, target.litellm_model, host, port)
+    value = _target_attributes(target.spec, target.provider, target.litellm_model, host, port)
+    if len(_by_target) >= _MAX_TARGETS:
+        _by_target.clear()
+    _by_target[id(target)] = (target, value)
+    return value
 
 
 def metric_attributes(target: Target) -> dict[str, Any]:

@@ -171,73 +171,38 @@ class Telemetry:
         return RequestTrace(self, span, kept, call_kwargs)
 
 
-class AttemptTrace:
-    """The `chat {model}` span of one attempt, and what the attempt's metrics need."""
+class _Streamed:
+    """What the chunks of a streamed attempt said, and when they came."""
 
-    def __init__(self, owner: RequestTrace, target: Target, attempt: Attempt, span: Span) -> None:
-        self.owner = owner
-        self.target = target
-        self.attempt = attempt
-        self.span = span
-        self.start_ns = time.time_ns()
-        self.end_ns: int | None = None
-        self.closed = False
-        self._error_recorded = False
-        self._response: Any = None
-        # streams: what the chunks said, and when they came
-        self._streamed = False
-        self._started = time.perf_counter()
-        self._last_chunk: float | None = None
-        self._first_chunk_s: float | None = None
-        self._chunk_gaps: list[float] = []
-        self._response_id: str | None = None
-        self._response_model: str | None = None
-        self._finish_reasons: dict[int, str] = {}
-        self._text: dict[int, list[str]] = {}
-        self._tool_calls: dict[int, dict[int, dict[str, Any]]] = {}
+    __slots__ = (
+        "finish_reasons",
+        "first_chunk_s",
+        "gaps",
+        "last",
+        "response_id",
+        "response_model",
+        "text",
+        "tool_calls",
+    )
 
-    def use(self) -> _Current:
-        """Context manager making this span current while the call runs (without ending it), so
-        spans created inside the call, e.g. by an httpx instrumentation, nest under the attempt."""
-        return _Current(self.span)
+    def __init__(self, first_chunk_s: float) -> None:
+        self.first_chunk_s = first_chunk_s
+        self.last = 0.0
+        self.gaps: list[float] = []
+        self.response_id: str | None = None
+        self.response_model: str | None = None
+        self.finish_reasons: dict[int, str] = {}
+        self.text: dict[int, list[str]] = {}
+        self.tool_calls: dict[int, dict[int, dict[str, Any]]] = {}
 
-    def prepare(self, call_kwargs: dict[str, Any]) -> None:
-        """Adjust litellm's call kwargs, in place, when litellm's own otel callback is installed:
-        its spans go under this one, and it logs no content unless capture is on."""
-        if litellm_otel_active():
-            prepare_litellm_call(self.span, self.owner.telemetry.capture_content, call_kwargs)
-
-    def chunk(self, chunk: Any) -> None:
-        """One streamed chunk arrived: note its time, id, model, finish reason (and text when
-        content is captured). Runs for every chunk, so it does little."""
-        now = time.perf_counter()
-        if self._last_chunk is None:
-            self._streamed = True
-            self._first_chunk_s = now - self._started
-        else:
-            self._chunk_gaps.append(now - self._last_chunk)
-        self._last_chunk = now
-        if self._response_id is None:
-            self._response_id = getattr(chunk, "id", None)
-        if self._response_model is None:
-            self._response_model = getattr(chunk, "model", None)
-        capture = self.owner.telemetry.capture_content
-        for choice in getattr(chunk, "choices", None) or ():
-            index = getattr(choice, "index", 0) or 0
-            reason = getattr(choice, "finish_reason", None)
-            if reason:
-                self._finish_reasons[index] = str(reason)
-            if capture:
-                self._capture_delta(index, getattr(choice, "delta", None))
-
-    def _capture_delta(self, index: int, delta: Any) -> None:
+    def capture_delta(self, index: int, delta: Any) -> None:
         if delta is None:
             return
         text = getattr(delta, "content", None)
         if text:
-            self._text.setdefault(index, []).append(text)
+            self.text.setdefault(index, []).append(text)
         for call in getattr(delta, "tool_calls", None) or ():
-            calls = self._tool_calls.setdefault(index, {})
+            calls = self.tool_calls.setdefault(index, {})
             entry = calls.setdefault(getattr(call, "index", len(calls)) or 0, {"function": {}})
             if getattr(call, "id", None):
                 entry["id"] = call.id
@@ -249,6 +214,79 @@ class AttemptTrace:
                     entry["function"]["arguments"] = (
                         entry["function"].get("arguments", "") + function.arguments
                     )
+
+    def attributes(self, capture: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {sc.RESPONSE_TIME_TO_FIRST_CHUNK: self.first_chunk_s}
+        if self.response_id:
+            out[sc.RESPONSE_ID] = str(self.response_id)
+        if self.finish_reasons:
+            out[sc.RESPONSE_FINISH_REASONS] = [self.finish_reasons[i] for i in sorted(self.finish_reasons)]
+        if capture:
+            indexes = sorted({*self.text, *self.tool_calls, *self.finish_reasons}) or [0]
+            out[sc.OUTPUT_MESSAGES] = sc.output_messages(
+                [
+                    sc.output_message(
+                        "".join(self.text.get(i, ())),
+                        [self.tool_calls[i][k] for k in sorted(self.tool_calls.get(i, {}))],
+                        self.finish_reasons.get(i),
+                    )
+                    for i in indexes
+                ]
+            )
+        return out
+
+
+class AttemptTrace:
+    """The `chat {model}` span of one attempt, and what the attempt's metrics need."""
+
+    def __init__(self, owner: RequestTrace, target: Target, attempt: Attempt, span: Span) -> None:
+        self.owner = owner
+        self.target = target
+        self.attempt = attempt
+        self.span = span
+        self.start_ns = time.time_ns()
+        self.start_perf = time.perf_counter()
+        self.end_ns: int | None = None
+        self.closed = False
+        self._error_recorded = False
+        self._response: Any = None
+        self._stream: _Streamed | None = None  # set by the first streamed chunk
+
+    def use(self) -> _Current:
+        """Context manager making this span current while the call runs (without ending it), so
+        spans created inside the call, e.g. by an httpx instrumentation, nest under the attempt."""
+        return _Current(self.span)
+
+    def prepare(self, call_kwargs: dict[str, Any]) -> None:
+        """Adjust litellm's call kwargs, in place, when litellm's own otel callback is installed:
+        its spans go under this one, and it logs no content unless capture is on."""
+        if litellm_otel_active():
+            # an invalid (no-op) span as parent would make litellm's spans roots: none then
+            span = self.span if self.span.get_span_context().is_valid else None
+            prepare_litellm_call(span, self.owner.telemetry.capture_content, call_kwargs)
+
+    def chunk(self, chunk: Any) -> None:
+        """One streamed chunk arrived: note its time, id, model, finish reason (and text when
+        content is captured). Runs for every chunk, so it does little."""
+        now = time.perf_counter()
+        seen = self._stream
+        if seen is None:
+            seen = self._stream = _Streamed(now - self.start_perf)
+        else:
+            seen.gaps.append(now - seen.last)
+        seen.last = now
+        if seen.response_id is None:
+            seen.response_id = getattr(chunk, "id", None)
+        if seen.response_model is None:
+            seen.response_model = getattr(chunk, "model", None)
+        capture = self.owner.telemetry.capture_content
+        for choice in getattr(chunk, "choices", None) or ():
+            index = getattr(choice, "index", 0) or 0
+            reason = getattr(choice, "finish_reason", None)
+            if reason:
+                seen.finish_reasons[index] = str(reason)
+            if capture:
+                seen.capture_delta(index, getattr(choice, "delta", None))
 
     def call_done(self, attempt: Attempt, error: BaseException | None = None, response: Any = None) -> None:
         """The call returned, failed or was cancelled: remember when, the response (read when the
@@ -275,27 +313,8 @@ class AttemptTrace:
                 out[sc.RESPONSE_FINISH_REASONS] = reasons
             if capture:
                 out[sc.OUTPUT_MESSAGES] = sc.output_messages(sc.response_output(response))
-        elif self._streamed:
-            if self._response_id:
-                out[sc.RESPONSE_ID] = str(self._response_id)
-            if self._finish_reasons:
-                out[sc.RESPONSE_FINISH_REASONS] = [
-                    self._finish_reasons[i] for i in sorted(self._finish_reasons)
-                ]
-            if self._first_chunk_s is not None:
-                out[sc.RESPONSE_TIME_TO_FIRST_CHUNK] = self._first_chunk_s
-            if capture:
-                indexes = sorted({*self._text, *self._tool_calls, *self._finish_reasons}) or [0]
-                out[sc.OUTPUT_MESSAGES] = sc.output_messages(
-                    [
-                        sc.output_message(
-                            "".join(self._text.get(i, ())),
-                            [self._tool_calls[i][k] for k in sorted(self._tool_calls.get(i, {}))],
-                            self._finish_reasons.get(i),
-                        )
-                        for i in indexes
-                    ]
-                )
+        elif self._stream is not None:
+            out.update(self._stream.attributes(capture))
         elif capture and self.attempt.content is not None:
             out[sc.OUTPUT_MESSAGES] = sc.output_messages([sc.output_message(self.attempt.content, (), None)])
         return out
@@ -318,7 +337,7 @@ class AttemptTrace:
             attempt.outcome = "lost"
         base = sc.metric_attributes(self.target)
         server = self._server_fallback(base)
-        response_model = attempt.response_model or self._response_model
+        response_model = attempt.response_model or (self._stream.response_model if self._stream else None)
         span = self.span
         if span.is_recording():
             attributes: dict[str, Any] = {
@@ -363,9 +382,9 @@ class AttemptTrace:
         if attempt.error_type:
             outcome[sc.ERROR_TYPE] = attempt.error_type
         telemetry._duration.record(duration_s, outcome)
-        if self._first_chunk_s is not None:
-            telemetry._first_chunk.record(self._first_chunk_s, outcome)
-            for gap in self._chunk_gaps:
+        if self._stream is not None:
+            telemetry._first_chunk.record(self._stream.first_chunk_s, outcome)
+            for gap in self._stream.gaps:
                 telemetry._per_chunk.record(gap, outcome)
         if attempt.input_tokens is not None:
             telemetry._tokens.record(attempt.input_tokens, {**attributes, sc.TOKEN_TYPE: "input"})

@@ -14,14 +14,11 @@ This module must not import litellm: `import lucky_litellm` stays cheap.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar, Union, get_args
 
 from pydantic import (
     AfterValidator,
@@ -29,60 +26,58 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     Tag,
-    ValidationError,
     ValidationInfo,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from .errors import ConfigError, ConfigIssue, ModelSpecError
-from .routing import routing_of
-from .spec import parse_spec
-from .yaml_loader import LineMap, PathPart, load_yaml, yaml_type_name
+from ..errors import ConfigError, ModelSpecError
+from ..routing import routing_of
+from ..spec import parse_spec
+from .params import check_params, check_provider_params
 
 __all__ = [
     "DEFAULT_ALIASES",
+    "MAX_CONCURRENT",
+    "MAX_COST_USD",
+    "MAX_MILLIS",
     "STRATEGIES",
     "ExperimentConfig",
+    "Millis",
     "ModelResult",
     "ModelsConfig",
+    "OutagePolicy",
     "ProviderConfig",
     "RequestDefaults",
     "Result",
     "RolloutConfig",
+    "StateConfig",
     "Strategy",
     "StrictModel",
     "TelemetryConfig",
     "TierConfig",
     "UserConfig",
     "UserDefaults",
-    "load_models_config",
-    "load_user_config",
-    "load_user_configs",
-    "load_yaml",
-    "safe_validate_models_config",
-    "safe_validate_user_config",
-    "validate_models_config",
-    "validate_user_config",
 ]
 
 Strategy = Literal["first", "race", "fallback", "consensus"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 DEFAULT_ALIASES: Mapping[str, str] = {"fast": "nano"}
 MAX_RETRIES = 10
+MAX_MILLIS = 86_400_000.0
+"""Longest timeout or delay a config may set: 24 hours, in milliseconds."""
+MAX_COST_USD = 1_000_000.0
+"""Largest cost cap or budget a config may set, in USD."""
+MAX_CONCURRENT = 100_000
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _PROVIDER = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 _USER_ID = re.compile(r"^[A-Za-z0-9_.@+\-]+$")
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _KEY_LIKE = re.compile(r"^(sk|pk|rk|gsk|xai|sk-ant|sk-or|AIza)[-_A-Za-z0-9]{6,}|^[A-Za-z0-9_\-]{24,}$")
-_FORBIDDEN_PARAMS = {
-    "model": "is chosen by lucky_litellm from the spec",
-    "messages": "is passed per request",
-    "api_key": "must not be written in a config file; set the provider's apiKeyEnv instead",
-}
 
 
 # --------------------------------------------------------------------------- field checks
@@ -149,13 +144,6 @@ def _http_url(value: str) -> str:
     return value
 
 
-def _params(value: dict[str, Any]) -> dict[str, Any]:
-    for key, why in _FORBIDDEN_PARAMS.items():
-        if key in value:
-            raise PydanticCustomError("lucky_param", "'{key}' {why}", {"key": key, "why": why})
-    return value
-
-
 ExperimentName = Annotated[str, AfterValidator(_name_check("experiment name"))]
 TierName = Annotated[str, AfterValidator(_name_check("tier name"))]
 ProviderName = Annotated[str, AfterValidator(_name_check("provider name", _PROVIDER))]
@@ -164,12 +152,16 @@ EnvName = Annotated[str, AfterValidator(_env_name)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 ExperimentSpec = Annotated[str, AfterValidator(_experiment_spec)]
 ConcreteSpec = Annotated[str, AfterValidator(_concrete_spec)]
-Params = Annotated[dict[str, Any], AfterValidator(_params)]
-Millis = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-Usd = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Params = Annotated[dict[str, Any], AfterValidator(check_params)]
+"""A user experiment's extra litellm arguments: generation parameters only (see `params.py`)."""
+ProviderParams = Annotated[dict[str, Any], AfterValidator(check_provider_params)]
+# Every number is finite and bounded: 1e300 USD or ms would load, then overflow on every call.
+Millis = Annotated[float, Field(gt=0, le=MAX_MILLIS, allow_inf_nan=False)]
+Usd = Annotated[float, Field(ge=0, le=MAX_COST_USD, allow_inf_nan=False)]
 Retries = Annotated[int, Field(ge=0, le=MAX_RETRIES)]
-Agreement = Annotated[float, Field(gt=0, le=1)]
-Delay = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Agreement = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+Delay = Annotated[float, Field(ge=0, le=MAX_MILLIS, allow_inf_nan=False)]
+Concurrency = Annotated[int, Field(gt=0, le=MAX_CONCURRENT)]
 
 
 def _seconds(ms: float | None) -> float | None:
@@ -202,6 +194,15 @@ class StrictModel(BaseModel):
         hide_input_in_errors=True,
         use_attribute_docstrings=True,
     )
+
+    _lines: Any = PrivateAttr(default=None)
+    """The `LineMap` of the YAML this config was loaded from (see `config.load.source_lines`)."""
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when the settings are: where a config was loaded from does not count."""
+        if isinstance(other, StrictModel) and type(other) is type(self):
+            return self.__dict__ == other.__dict__
+        return NotImplemented
 
 
 class _StrategyOptions(StrictModel):
@@ -260,7 +261,8 @@ class ExperimentConfig(_StrategyOptions):
     """Retries of transient errors per model; default from the registry defaults."""
     description: str | None = None
     params: Params = Field(default_factory=dict)
-    """Extra litellm keyword arguments (temperature, max_tokens, ...)."""
+    """Generation parameters passed to litellm (temperature, max_tokens, tools, ...); an allow-list:
+    nothing that redirects traffic or credentials, nor litellm's retry/stream/timeout switches."""
 
 
 class UserDefaults(StrictModel):
@@ -268,7 +270,7 @@ class UserDefaults(StrictModel):
 
     experiment: str | None = None
     """Experiment used by ``user:<id>`` specs; defaults to the first one."""
-    max_concurrent: Annotated[int, Field(gt=0)] | None = None
+    max_concurrent: Concurrency | None = None
     """Requests of this user in flight at once."""
     timeout: Millis | None = None
     """Deadline of an experiment without its own timeout, in milliseconds."""
@@ -322,7 +324,7 @@ class ProviderConfig(StrictModel):
     """litellm's prefix for this provider's models (``openai`` for OpenAI-compatible servers)."""
     models: dict[TierName, ConcreteSpec] = Field(default_factory=dict)
     """Tier name -> model overrides for this provider."""
-    params: Params = Field(default_factory=dict)
+    params: ProviderParams = Field(default_factory=dict)
     """Extra litellm keyword arguments for every call to this provider (api_version, ...)."""
 
 
@@ -366,7 +368,11 @@ class RolloutConfig(StrictModel):
 
     @property
     def effective_state_url(self) -> str | None:
-        return os.environ.get("LUCKY_STATE_URL") or self.state_url
+        return self.state_url_in(os.environ)
+
+    def state_url_in(self, environ: Mapping[str, str]) -> str | None:
+        """The flag store URL: ``LUCKY_STATE_URL`` in `environ` wins over ``stateUrl``."""
+        return environ.get("LUCKY_STATE_URL") or self.state_url
 
 
 OutagePolicy = Literal["fail-closed", "local-share"]
@@ -384,7 +390,7 @@ class TelemetryConfig(StrictModel):
     """OpenTelemetry switches; prompt and answer text stay out of spans unless capture_content."""
 
     capture_content: bool = False
-    cost_alert_thresholds: list[Annotated[float, Field(gt=0, le=10)]] = Field(
+    cost_alert_thresholds: list[Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)]] = Field(
         default_factory=lambda: [0.5, 0.8, 1.0]
     )
     """Fractions of a user's costLimit at which a cost alert is emitted (kept sorted, unique)."""
@@ -401,7 +407,7 @@ class RequestDefaults(StrictModel):
     timeout: Millis = 60000.0
     """Milliseconds."""
     retries: Retries = 2
-    max_concurrent: Annotated[int, Field(gt=0)] | None = None
+    max_concurrent: Concurrency | None = None
 
     @property
     def timeout_s(self) -> float:
@@ -447,7 +453,11 @@ class ModelsConfig(StrictModel):
 
     @property
     def active_provider(self) -> str:
-        return self.provider or os.environ.get("LUCKY_PROVIDER") or "openai"
+        return self.active_provider_in(os.environ)
+
+    def active_provider_in(self, environ: Mapping[str, str]) -> str:
+        """``provider``, else ``LUCKY_PROVIDER`` in `environ`, else openai."""
+        return self.provider or environ.get("LUCKY_PROVIDER") or "openai"
 
 
 # --------------------------------------------------------------------------- results
@@ -493,305 +503,3 @@ class ModelResult(BaseModel):
             input_tokens=getattr(usage, "prompt_tokens", None),
             output_tokens=getattr(usage, "completion_tokens", None),
         )
-
-
-# --------------------------------------------------------------------------- validation
-
-_M = TypeVar("_M", bound=StrictModel)
-
-
-def validate_models_config(
-    data: Mapping[str, Any] | ModelsConfig, *, source: str | None = None
-) -> ModelsConfig:
-    """Validate a registry config; raises `ConfigError` listing every problem."""
-    return _validate(ModelsConfig, data, LineMap(file=source), "invalid models config")
-
-
-def safe_validate_models_config(
-    data: Mapping[str, Any] | ModelsConfig, *, source: str | None = None
-) -> Result[ModelsConfig]:
-    return _safe(lambda: validate_models_config(data, source=source))
-
-
-def validate_user_config(data: Mapping[str, Any] | UserConfig, *, source: str | None = None) -> UserConfig:
-    """Validate a user experiment config; raises `ConfigError` listing every problem."""
-    return _validate(UserConfig, data, LineMap(file=source), "invalid user config")
-
-
-def safe_validate_user_config(
-    data: Mapping[str, Any] | UserConfig, *, source: str | None = None
-) -> Result[UserConfig]:
-    return _safe(lambda: validate_user_config(data, source=source))
-
-
-def _safe(validate: Callable[[], T]) -> Result[T]:
-    try:
-        return Result(success=True, data=validate())
-    except ConfigError as exc:
-        return Result(success=False, error=exc)
-
-
-def _validate(cls: type[_M], data: object, lines: LineMap, title: str) -> _M:
-    if isinstance(data, cls):
-        return data
-    if not isinstance(data, Mapping):
-        issue = ConfigIssue(
-            "", f"expected a mapping at the top level, got {yaml_type_name(data)}", lines.file
-        )
-        raise ConfigError([issue], title)
-    try:
-        return cls.model_validate(data)
-    except ValidationError as exc:
-        # `from None`: pydantic's own text would repeat the offending input values.
-        raise ConfigError(_issues(cls, exc, lines), title) from None
-
-
-# --------------------------------------------------------------------------- loading
-
-ConfigSource = str | os.PathLike[str] | Mapping[str, Any]
-
-
-def load_user_config(source: ConfigSource | UserConfig) -> UserConfig:
-    """Load a user config from a path, YAML text, a mapping or an existing `UserConfig`."""
-    if isinstance(source, UserConfig):
-        return source
-    data, lines = load_yaml(source)
-    return _validate(UserConfig, data, lines, "invalid user config")
-
-
-def load_models_config(source: ConfigSource | ModelsConfig) -> ModelsConfig:
-    """Load a registry config; `users:` file paths come back absolute and are checked to exist.
-
-    Relative user paths are resolved against the folder of the models file (or the working
-    directory when the config was given as text or a mapping), so the result does not depend on
-    where the process later runs.
-    """
-    if isinstance(source, ModelsConfig):
-        return source
-    data, lines = load_yaml(source)
-    config = _validate(ModelsConfig, data, lines, "invalid models config")
-    base = Path(lines.file).parent if lines.file else Path.cwd()
-    users: dict[str, str | UserConfig] = {}
-    issues: list[ConfigIssue] = []
-    for user_id, entry in config.users.items():
-        if isinstance(entry, str):
-            path = _absolute(entry, base)
-            if not path.is_file():
-                where = ("users", user_id)
-                issues.append(
-                    ConfigIssue(
-                        "users." + user_id,
-                        f"user config file not found: {path}",
-                        lines.file,
-                        lines.line_for(where),
-                    )
-                )
-            entry = str(path)
-        users[user_id] = entry
-    if issues:
-        raise ConfigError(issues, "invalid models config")
-    return config.model_copy(update={"users": users})
-
-
-def load_user_configs(
-    config: ModelsConfig, *, base_dir: str | os.PathLike[str] | None = None
-) -> dict[str, UserConfig]:
-    """Load every user of a registry config, reporting the problems of all files in one error."""
-    base = Path(base_dir) if base_dir is not None else Path.cwd()
-    loaded: dict[str, UserConfig] = {}
-    issues: list[ConfigIssue] = []
-    for user_id, entry in config.users.items():
-        try:
-            loaded[user_id] = (
-                entry if isinstance(entry, UserConfig) else load_user_config(_absolute(entry, base))
-            )
-        except ConfigError as exc:
-            issues.extend(exc.issues)
-    if issues:
-        raise ConfigError(issues, "invalid user configs")
-    return loaded
-
-
-def _absolute(path: str, base: Path) -> Path:
-    candidate = Path(path).expanduser()
-    return Path(os.path.abspath(candidate if candidate.is_absolute() else base / candidate))
-
-
-# --------------------------------------------------------------------------- error translation
-
-
-def _issues(root: type[BaseModel], exc: ValidationError, lines: LineMap) -> list[ConfigIssue]:
-    issues = []
-    for error in exc.errors(include_url=False):
-        path, owner, is_key = _resolve_loc(root, tuple(error["loc"]))
-        ctx = error.get("ctx") or {}
-        path = (*path, *ctx.get("loc_suffix", ()))
-        message = _message(error, owner, path)
-        if is_key and not message.startswith("invalid"):
-            message = f"invalid key: {message}"
-        dotted = ".".join(str(part) for part in path)
-        issues.append(ConfigIssue(dotted, message, lines.file, lines.line_for(path)))
-    return sorted(issues, key=lambda issue: issue.line if issue.line is not None else float("inf"))
-
-
-_UNIONS = (Union, types.UnionType)
-
-
-def _resolve_loc(
-    root: type[BaseModel], loc: tuple[PathPart, ...]
-) -> tuple[tuple[PathPart, ...], type[BaseModel] | None, bool]:
-    """Follow pydantic's error location through the schema.
-
-    Returns the path as the author wrote it (union tags and ``[key]`` markers dropped), the model
-    that owns the last key (for did-you-mean on unknown keys) and whether the error is about a
-    mapping key rather than its value.
-    """
-    path: list[PathPart] = []
-    owner: type[BaseModel] | None = None
-    current: Any = root
-    is_key = False
-    index = 0
-    while index < len(loc):
-        part = loc[index]
-        annotation = _strip(current)
-        origin = get_origin(annotation)
-        if part == "[key]":
-            is_key = True
-        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            owner = annotation
-            field = _field(annotation, str(part))
-            current = field.annotation if field is not None else None
-            path.append(part)
-        elif origin is dict:
-            current = get_args(annotation)[1]
-            path.append(part)
-        elif origin is list:
-            current = get_args(annotation)[0]
-            path.append(part)
-        elif origin in _UNIONS:
-            current, consumed = _union_member(get_args(annotation), part)
-            index += consumed  # a discriminator tag is not a key of the document
-            continue
-        else:
-            current = None
-            path.append(part)
-        index += 1
-    return tuple(path), owner, is_key
-
-
-def _strip(annotation: Any) -> Any:
-    """Drop Annotated wrappers and Optional's None, keeping tagged union members as they are."""
-    while get_origin(annotation) is Annotated:
-        annotation = get_args(annotation)[0]
-    if get_origin(annotation) in _UNIONS:
-        members = [arg for arg in get_args(annotation) if arg is not type(None)]
-        if len(members) == 1:
-            return _strip(members[0])
-    return annotation
-
-
-def _is_tagged(annotation: Any) -> bool:
-    return get_origin(annotation) is Annotated and any(isinstance(m, Tag) for m in annotation.__metadata__)
-
-
-def _union_member(members: tuple[Any, ...], part: PathPart) -> tuple[Any, int]:
-    """The union member an error location continues into, and whether `part` was its tag."""
-    for member in members:
-        if _is_tagged(member) and any(isinstance(m, Tag) and m.tag == part for m in member.__metadata__):
-            return _strip(member), 1
-    for member in members:
-        stripped = _strip(member)
-        if isinstance(stripped, type) and issubclass(stripped, BaseModel):
-            return stripped, 0
-    return None, 0
-
-
-def _field(model: type[BaseModel], key: str) -> Any:
-    for name, info in model.model_fields.items():
-        if key in (name, info.alias):
-            return info
-    return None
-
-
-def _message(error: Mapping[str, Any], owner: type[BaseModel] | None, path: tuple[PathPart, ...]) -> str:
-    kind = error["type"]
-    ctx = error.get("ctx") or {}
-    key = str(path[-1]) if path else ""
-    got = yaml_type_name(error.get("input"))
-    if kind == "extra_forbidden":
-        return _unknown_key(key, owner)
-    if kind == "invalid_key":
-        return "keys must be strings (quote it in YAML)"
-    if kind == "missing":
-        return "required, but missing"
-    if kind == "literal_error":
-        return _one_of(ctx.get("expected", ""), error.get("input"))
-    if kind in ("string_type", "string_sub_type"):
-        return f"expected a string, got {got}"
-    if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"expected a whole number, got {'a fraction' if kind == 'int_from_float' else got}"
-    if kind in ("float_type", "float_parsing"):
-        unit = " (milliseconds, e.g. 10000)" if key in ("timeout", "hedgeAfter", "hedge_after") else ""
-        return f"expected a number{unit}, got {got}"
-    if kind in ("bool_type", "bool_parsing"):
-        return f"expected true or false, got {got}"
-    if kind == "model_type" and len(path) == 2 and path[0] == "users":
-        return f"expected the path of a YAML file or an inline user config, got {got}"
-    if kind in ("dict_type", "model_type", "model_attributes_type", "mapping_type"):
-        return f"expected a mapping, got {got}"
-    if kind in ("list_type", "iterable_type"):
-        hint = " (write one item per '- ' line)" if got == "string" else ""
-        return f"expected a list, got {got}{hint}"
-    if kind == "too_short":
-        return {
-            "providers": "must list at least one model",
-            "experiments": "must define at least one experiment",
-        }.get(key, "must not be empty")
-    if kind == "too_long":
-        return f"must have at most {ctx.get('max_length')} items"
-    bounds = {
-        "greater_than": ("must be greater than", "gt"),
-        "greater_than_equal": ("must be at least", "ge"),
-        "less_than": ("must be less than", "lt"),
-        "less_than_equal": ("must be at most", "le"),
-    }
-    if kind in bounds:
-        words, name = bounds[kind]
-        if kind == "greater_than_equal" and ctx.get(name) == 0:
-            return "must not be negative"
-        return f"{words} {ctx.get(name):g}"
-    if kind == "finite_number":
-        return "must be a finite number"
-    message = str(error.get("msg", "invalid value"))
-    for prefix in ("Value error, ", "Assertion failed, "):
-        message = message.removeprefix(prefix)
-    return message
-
-
-def _unknown_key(key: str, owner: type[BaseModel] | None) -> str:
-    if owner is None:
-        return f"unknown key {key!r}"
-    spellings: dict[str, str] = {}
-    for name, info in owner.model_fields.items():
-        alias = info.alias or name
-        spellings[name] = name if "_" in key else alias
-        spellings[alias] = name if "_" in key else alias
-    close = difflib.get_close_matches(key, list(spellings), n=1, cutoff=0.6)
-    if not close:
-        lowered = {spelling.lower().replace("_", ""): spelling for spelling in spellings}
-        match = lowered.get(key.lower().replace("_", "").replace("-", ""))
-        close = [match] if match else []
-    if close:
-        return f"unknown key {key!r} (did you mean {spellings[close[0]]!r}?)"
-    allowed = ", ".join(dict.fromkeys(info.alias or name for name, info in owner.model_fields.items()))
-    return f"unknown key {key!r}; allowed: {allowed}"
-
-
-def _one_of(expected: str, value: object) -> str:
-    options = re.findall(r"'([^']*)'", expected)
-    message = f"must be one of {', '.join(options)}"
-    if isinstance(value, str) and len(value) <= 40:
-        close = difflib.get_close_matches(value.lower(), options, n=1, cutoff=0.5)
-        if close:
-            message += f" (did you mean {close[0]!r}?)"
-    return message

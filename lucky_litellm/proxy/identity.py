@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .proxy_errors import AccessDeniedError
+from .errors import AccessDeniedError
 
 __all__ = ["ADMIN_ROLES", "Identity", "check_access", "identify"]
 

@@ -1,0 +1,90 @@
+"""Checks a user config against the registry it is loaded into: every provider entry must resolve.
+
+A schema can tell that ``opnai/gpt-4.1-mini`` is shaped like a spec, not that no provider is called
+``opnai``, nor that ``tier:nosuch`` names no tier of this registry; both used to load and fail only
+when called. `check_user_config` resolves each entry once, at load, against the registry's
+provider table and tier table, and reports every problem with file, line and path.
+
+A provider that is known but switched off (no key set) is not an error: the strategy skips it at
+call time and says why, and setting the key later enables it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError, ConfigIssue, ModelSpecError, ProviderDisabledError, UnknownTierError
+from ..spec import parse_spec
+from .load import load_user_config, source_lines
+from .schema import ModelsConfig, UserConfig
+
+if TYPE_CHECKING:
+    from ..providers import ProviderTable
+    from ..tiers import TierTable
+
+__all__ = ["check_models_config", "check_user_config", "registry_tables"]
+
+
+def check_user_config(config: UserConfig, providers: ProviderTable, tiers: TierTable) -> None:
+    """Raise `ConfigError` listing every experiment entry that does not resolve in this registry."""
+    lines = source_lines(config)
+    issues: list[ConfigIssue] = []
+    for name, experiment in config.experiments.items():
+        for index, raw in enumerate(experiment.providers):
+            problem = _problem(raw, providers, tiers)
+            if problem is not None:
+                path = ("experiments", name, "providers", index)
+                issues.append(
+                    ConfigIssue(
+                        ".".join(str(part) for part in path),
+                        problem,
+                        lines.file if lines else None,
+                        lines.line_for(path) if lines else None,
+                    )
+                )
+    if issues:
+        raise ConfigError(issues, "invalid user config")
+
+
+def _problem(raw: str, providers: ProviderTable, tiers: TierTable) -> str | None:
+    try:
+        spec = parse_spec(raw)
+        if spec.kind == "tier":
+            assert spec.tier is not None
+            tiers.get(spec.tier)
+        else:
+            providers.target_for(spec)
+    except ProviderDisabledError:
+        return None
+    except UnknownTierError as exc:
+        return str(exc)
+    except ModelSpecError as exc:
+        return exc.reason
+    return None
+
+
+def registry_tables(
+    config: ModelsConfig | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[ProviderTable, TierTable]:
+    """The provider and tier tables a registry built from `config` would have (no state store,
+    nothing called): what `lucky-litellm validate` checks user configs against."""
+    from ..providers import ProviderTable
+    from ..tiers import build_tier_config
+
+    providers = ProviderTable.build(config, environ)
+    return providers, build_tier_config(config=config, providers=providers)
+
+
+def check_models_config(config: ModelsConfig, environ: Mapping[str, str] | None = None) -> None:
+    """Everything `Models(config)` would refuse, without building it: the tier table (tier options
+    the strategy ignores), and every user config, loaded and resolved. One `ConfigError` for all."""
+    providers, tiers = registry_tables(config, environ)
+    issues: list[ConfigIssue] = []
+    for entry in config.users.values():
+        try:
+            check_user_config(load_user_config(entry), providers, tiers)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+    if issues:
+        raise ConfigError(issues, "invalid models config")
