@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench dist clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -29,5 +29,11 @@ test: lint
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
 
+# A wheel for other projects: pip install 'dist/lucky_litellm-<version>-py3-none-any.whl[proxy]'
+dist: $(STAMP)
+	rm -rf build dist
+	$(PY) -m pip wheel -q --no-deps -w dist .
+	@ls dist/*.whl
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -17,6 +17,7 @@ client at a fixed concurrency. Scenarios, measured in interleaved rounds so drif
     python -m benchmarks.bench_proxy            # 300 requests x 5 rounds per scenario, concurrency 20
     python benchmarks/bench_proxy.py --quick    # 60 x 2, a smoke test
     python benchmarks/bench_proxy.py --json     # the numbers as JSON
+    python benchmarks/bench_proxy.py --list     # the scenarios and targets, without running
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import httpx
 
 from benchmarks.common import upstream_process
-from lucky_litellm.proxy.launcher import ProxyProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 MASTER_KEY = "sk-bench-master"
@@ -122,6 +122,8 @@ async def _measure(base_url: str, per_round: int, concurrency: int, rounds: int)
 
 def run(quick: bool = False) -> dict[str, Any]:
     """Start upstream and proxy, measure every scenario, stop both; returns the numbers."""
+    from lucky_litellm.proxy.launcher import ProxyProcess  # loads litellm: not for --list
+
     per_round, concurrency, rounds = (60, 20, 2) if quick else (300, 20, 5)
     with upstream_process() as base, tempfile.TemporaryDirectory(prefix="bench-proxy-") as workdir:
         models_yaml = Path(workdir) / "models.yaml"
@@ -154,6 +156,10 @@ def _print(results: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
+    if "--list" in sys.argv:
+        for name, model in SCENARIOS.items():
+            print(f"{name:<16} {model:<17} target: {TARGETS.get(name, '-')}")
+        raise SystemExit(0)
     outcome = run(quick="--quick" in sys.argv)
     if "--json" in sys.argv:
         print(json.dumps(outcome, indent=2))

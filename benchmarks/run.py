@@ -3,17 +3,23 @@
 
     python -m benchmarks.run            # full run (a few minutes on 2 cores)
     python -m benchmarks.run --quick    # smaller samples, for a smoke test
-    python -m benchmarks.run --only=hedging,import
+    python -m benchmarks.run --only hedging,import     # or --only=hedging,import
     python -m benchmarks.run --only=overhead --freeze   # also the overhead matrix after gc.freeze()
+
+Only a full run writes `benchmarks/results.json` (the committed figures); a quick or partial run
+writes `benchmarks/results.partial.json`. A benchmark that fails is reported as a failed row and
+the others still run; the exit status is then 1.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,8 +39,9 @@ from benchmarks import (
 )
 
 RESULTS = Path(__file__).with_name("results.json")
+PARTIAL = Path(__file__).with_name("results.partial.json")
 
-FREEZE = "--freeze" in sys.argv
+FREEZE = False
 """`--freeze`: the overhead benchmark also reports its matrix after `gc.freeze()` (reference)."""
 
 BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
@@ -169,29 +176,76 @@ def _print_table(rows: list[tuple[str, str, str, bool | None]]) -> None:
         print(f"{measure:<{widths[0]}}  {value:<{widths[1]}}  {target:<{widths[2]}}  {mark}")
 
 
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller samples, for a smoke test")
+    parser.add_argument(
+        "--only",
+        type=_names,
+        metavar="NAME[,NAME...]",
+        help=f"run only these ({', '.join(BENCHES)}); `--only a,b` or `--only=a,b`",
+    )
+    parser.add_argument(
+        "--freeze", action="store_true", help="overhead: also the matrix after gc.freeze() (reference)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"where to write the results (default: {RESULTS.name} for a full run, {PARTIAL.name} otherwise)",
+    )
+    return parser
+
+
+def _names(value: str) -> list[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BENCHES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown benchmark {', '.join(unknown) or value!r}; known: {', '.join(BENCHES)}"
+        )
+    return names
+
+
 def main(argv: list[str]) -> int:
-    quick = "--quick" in argv
-    only = next((arg.split("=", 1)[1] for arg in argv if arg.startswith("--only=")), None)
-    selected = only.split(",") if only else list(BENCHES)
+    global FREEZE
+    args = _parser().parse_args(argv)
+    FREEZE = args.freeze
+    selected: list[str] = args.only or list(BENCHES)
+    full = selected == list(BENCHES) and not args.quick
+    # Only a full run replaces the committed figures: a quick or partial run must not overwrite them.
+    out: Path = args.out or (RESULTS if full else PARTIAL)
     results: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "quick": quick},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "quick": args.quick},
+        "benchmarks": selected,
     }
-    for name in selected:
+    failed: list[str] = []
+    run_started = time.perf_counter()
+    for index, name in enumerate(selected, 1):
         started = time.perf_counter()
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        results[name] = BENCHES[name](quick)
-        results[name]["seconds"] = round(time.perf_counter() - started, 1)
-    rows = _rows(results)
-    _print_table(rows)
+        print(f"[{index}/{len(selected)}] {name} ...", file=sys.stderr, flush=True)
+        try:
+            results[name] = BENCHES[name](args.quick)
+        except Exception as exc:  # one broken benchmark must not lose the others' figures
+            failed.append(name)
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            traceback.print_exc()
+            print(f"[{index}/{len(selected)}] {name} FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
+        seconds = round(time.perf_counter() - started, 1)
+        results[name]["seconds"] = seconds
+        print(f"[{index}/{len(selected)}] {name} done in {seconds} s", file=sys.stderr, flush=True)
+    rows = _rows({name: value for name, value in results.items() if name not in failed})
+    rows += [(f"{name}: benchmark failed", results[name]["error"][:60], "runs", False) for name in failed]
+    if rows:
+        _print_table(rows)
     if "breakdown" in results.get("overhead", {}):
         print()
         print(profile_breakdown.format_table(results["overhead"]["breakdown"]))
     results["table"] = [{"measure": m, "value": v, "target": t, "met": ok} for m, v, t, ok in rows]
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(
-        f"\nwritten to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}"
-    )
-    return 0
+    results["seconds"] = round(time.perf_counter() - run_started, 1)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    shown = out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out
+    print(f"\nwritten to {shown} ({'full run' if full else 'partial run: ' + RESULTS.name + ' untouched'})")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

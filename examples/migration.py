@@ -10,25 +10,24 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import lucky_litellm as ll
 from lucky_litellm import rollout
-from lucky_litellm.testing import FakeUpstream
+from lucky_litellm.testing import Behavior, FakeUpstream
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 
 
 async def call(user_id: str) -> str:
-    response = await rollout.complete("tier:fast", MESSAGES, user_id=user_id)
+    response = await rollout.complete("tier:medium", MESSAGES, user_id=user_id)
     info = ll.routing_of(response)
     return f"{user_id:12} -> {info.rollout_path:8} {info.strategy:6} via {info.winner}"
 
 
 async def main(base_url: str) -> None:
     config = {
-        "providers": {"openai": {"apiBase": base_url}, "groq": {"apiBase": base_url}},
+        "provider": "openai",  # tiers use OpenAI models, whatever LUCKY_PROVIDER says
+        "providers": {"openai": {"apiBase": base_url}},
         "rollout": {"percent": 0},
     }
-    ll.set_default_models(
-        ll.Models(config, environ={"OPENAI_API_KEY": "sk-demo", "GROQ_API_KEY": "gsk-demo"})
-    )
+    ll.set_default_models(ll.Models(config, environ={"OPENAI_API_KEY": "sk-demo"}))
 
     print("percent 0, one test user:")
     rollout.add_test_user("researcher-1")
@@ -45,5 +44,5 @@ async def main(base_url: str) -> None:
 
 
 if __name__ == "__main__":
-    with FakeUpstream() as upstream:
+    with FakeUpstream(default=Behavior(latency_ms=20)) as upstream:
         asyncio.run(main(upstream.base_url))

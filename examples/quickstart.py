@@ -17,7 +17,8 @@ MESSAGES = [{"role": "user", "content": "Name a primary colour."}]
 async def main(base_url: str) -> None:
     # Point the openai provider at the local fake upstream; in real use, set OPENAI_API_KEY instead.
     models = ll.Models(
-        {"providers": {"openai": {"apiBase": base_url}}}, environ={"OPENAI_API_KEY": "sk-demo"}
+        {"provider": "openai", "providers": {"openai": {"apiBase": base_url}}},
+        environ={"OPENAI_API_KEY": "sk-demo"},
     )
 
     response = await models.complete("tier:medium", MESSAGES)

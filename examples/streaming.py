@@ -20,7 +20,8 @@ EXPERIMENTS = {
 
 async def main(base_url: str) -> None:
     models = ll.Models(
-        {"providers": {"openai": {"apiBase": base_url}}}, environ={"OPENAI_API_KEY": "sk-demo"}
+        {"provider": "openai", "providers": {"openai": {"apiBase": base_url}}},
+        environ={"OPENAI_API_KEY": "sk-demo"},
     )
     models.load_user_config("writer", EXPERIMENTS)
     stream = await models.complete("user:writer:fast", [{"role": "user", "content": "a haiku"}], stream=True)

@@ -40,23 +40,45 @@ def _models(config: str | None) -> Any:
     return default_models()
 
 
-def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    """A plain aligned table: readable in a terminal and in CI logs alike."""
-    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
-    widths = [max([len(column), *(len(line[i]) for line in cells)]) for i, column in enumerate(columns)]
-    click.echo("  ".join(column.upper().ljust(widths[i]) for i, column in enumerate(columns)).rstrip())
-    click.echo("  ".join("-" * width for width in widths))
-    for line in cells:
-        click.echo("  ".join(value.ljust(widths[i]) for i, value in enumerate(line)).rstrip())
+TABLE_WIDTH = 100
+"""Width of tables printed to a file or pipe (a terminal's own width is used otherwise)."""
+MAX_UNWRAPPED = 32
 
 
-def _cell(value: Any) -> str:
+def print_table(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    *,
+    title: str | None = None,
+    width: int | None = None,
+) -> None:
+    """A rich table whose cells wrap at word boundaries instead of being cut; plain text (no
+    colour codes) when the output is not a terminal, so it reads the same in CI logs."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=width)
+    if width is None and not console.is_terminal:
+        console = Console(width=TABLE_WIDTH)
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    cells = [[_cell(row.get(column), list_separator="\n") for column in columns] for row in rows]
+    for index, column in enumerate(columns):
+        longest = max((len(line) for row in cells for line in row[index].splitlines()), default=0)
+        # short values (names, numbers) stay on one line; only long text wraps
+        table.add_column(column.upper(), overflow="fold", min_width=min(longest, MAX_UNWRAPPED))
+    for row in cells:
+        table.add_row(*row)
+    console.print(table)
+
+
+def _cell(value: Any, list_separator: str = ", ") -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
         return f"{value:.6f}".rstrip("0").rstrip(".") if value < 1 else f"{value:.1f}"
     if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value)
+        return list_separator.join(str(v) for v in value)
     return str(value)
 
 
@@ -83,35 +105,39 @@ def main(ctx: click.Context, config: str | None, otlp: str | None) -> None:
         configure(otlp_endpoint=otlp, service_name="lucky-litellm-cli")
 
 
+_KIND_NAMES = {
+    "user": "user experiments",
+    "models": "registry config",
+    "proxy": "LiteLLM proxy config: lucky/ groups, handler and hook",
+}
+
+
 @main.command()
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--tiers", "check_tiers", is_flag=True, help="Also validate the tier configuration.")
 @click.pass_context
 def validate(ctx: click.Context, files: tuple[str, ...], check_tiers: bool) -> None:
-    """Validate user experiment configs and models.yaml files; lists every problem."""
-    from .config import load_models_config, load_user_config
-    from .config.resolve import check_models_config, check_user_config, registry_tables
-    from .yaml_loader import load_yaml
+    """Validate user experiment configs, models.yaml files and LiteLLM proxy configs (lucky's
+    parts of them); lists every problem with its line."""
+    from .validation import check_file
 
     if not files and not check_tiers:
         raise click.UsageError("give one or more FILES, or --tiers")
     failed = False
     for file in files:
         try:
-            data, _ = load_yaml(Path(file))
-            if "experiments" in data:
-                # resolved against the registry in use (--config, else the defaults): typos fail here
-                registry = ctx.obj["config"]
-                tables = registry_tables(load_models_config(Path(registry)) if registry else None)
-                check_user_config(load_user_config(Path(file)), *tables)
-            else:
-                check_models_config(load_models_config(Path(file)))
+            # user configs are resolved against the registry in use (--config, else the defaults)
+            registry = ctx.obj["config"]
+            report = check_file(Path(file), Path(registry) if registry else None)
         except LuckyError as exc:
             failed = True
             click.secho(f"✗ {file}", fg="red")
             click.echo(str(exc))
         else:
-            click.secho(f"✓ {file}", fg="green")
+            click.secho(f"✓ {file}", fg="green", nl=False)
+            click.echo(f"  ({_KIND_NAMES[report.kind]})")
+            for warning in report.warnings:
+                click.secho(f"  ! {warning}", fg="yellow")
     if check_tiers:
         from .tiers import build_tier_config, print_validation_results, validate_tier_config
 
@@ -133,7 +159,8 @@ def validate(ctx: click.Context, files: tuple[str, ...], check_tiers: bool) -> N
 def resolve(
     ctx: click.Context, spec: str, user_config: str | None, user_id: str | None, as_json: bool
 ) -> None:
-    """Show what SPEC would run: strategy, models, deadline, cost bound."""
+    """Show what SPEC would run: strategy, models, deadline, cost bound. Nothing is called, so
+    models of disabled providers are shown too, marked with what would enable them."""
     from .spec import parse_spec
 
     with _user_errors():
@@ -143,13 +170,24 @@ def resolve(
             if parsed.user_id is None:
                 raise click.UsageError("--user-config needs a user:<id> spec")
             models.load_user_config(parsed.user_id, Path(user_config))
-        plan = models.resolve(parsed, user_id=user_id)
+        plan = models.preview(parsed)
     described = plan.describe()
+    described["disabled"] = described.pop("skipped")
     if as_json:
-        click.echo(json.dumps(described, indent=2))
+        click.echo(json.dumps({**described, "runnable": bool(plan.targets)}, indent=2))
         return
     for key, value in described.items():
-        click.echo(f"{key:>15}: {_cell(value)}")
+        if key == "disabled":
+            for entry in value:
+                click.secho(f"{'disabled':>15}: {entry['model']} ({entry['reason']})", fg="yellow")
+        else:
+            click.echo(f"{key:>15}: {_cell(value)}")
+    if not plan.targets:
+        click.secho(
+            "nothing would run: every model's provider is disabled (`complete` would fail with "
+            "NoModelsAvailableError). Offline, try `lucky-litellm dev`.",
+            fg="yellow",
+        )
 
 
 @main.command()
@@ -158,6 +196,11 @@ def resolve(
 @click.option("--user-id", help="Caller's user id (budget, concurrency, rollout).")
 @click.option("--user-config", type=click.Path(dir_okay=False), help="YAML experiments for the spec's user.")
 @click.option("--max-tokens", type=int, help="Passed to litellm.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to wait for the answer, retries included (default: the tier's or experiment's).",
+)
 @click.option("--stream", is_flag=True, help="Print the answer as it streams.")
 @click.option("--json", "as_json", is_flag=True, help="Print the routing record as JSON after the answer.")
 @click.pass_context
@@ -168,11 +211,16 @@ def complete(
     user_id: str | None,
     user_config: str | None,
     max_tokens: int | None,
+    timeout: float | None,
     stream: bool,
     as_json: bool,
 ) -> None:
-    """Send PROMPT to SPEC through litellm and print the answer and how it was routed."""
+    """Send PROMPT to SPEC through litellm and print the answer and how it was routed.
+
+    Exits 1 with the reason on stderr when the call fails (every model failed, deadline passed,
+    no model available, bad spec)."""
     import asyncio
+    import dataclasses
 
     from .routing import routing_of
     from .spec import parse_spec
@@ -182,23 +230,28 @@ def complete(
         kwargs["max_tokens"] = max_tokens
 
     async def run() -> Any:
+        import litellm  # noqa: F401  (loaded before the deadline starts, not inside it)
+
         models = _models(ctx.obj["config"])
         parsed = parse_spec(spec)
         if user_config and parsed.user_id:
             models.load_user_config(parsed.user_id, Path(user_config))
+        plan = models.resolve(parsed, user_id=user_id)
+        if timeout is not None:
+            plan = dataclasses.replace(plan, timeout_s=min(plan.timeout_s, timeout))
         messages = [{"role": "user", "content": prompt}]
-        if not stream:
-            response = await models.complete(parsed, messages, **kwargs)
-            click.echo(response.choices[0].message.content)
-            return response
-        result = await models.complete(parsed, messages, stream=True, **kwargs)
-        async for chunk in result:
-            if chunk.choices and chunk.choices[0].delta.content:
-                click.echo(chunk.choices[0].delta.content, nl=False)
+        with _waiting(f"{spec}: {plan.strategy} over {', '.join(plan.models)}", plan.timeout_s):
+            result = await models.run_plan(plan, messages, stream=stream, **kwargs)
+            if not stream:
+                click.echo(result.choices[0].message.content)
+                return result
+            async for chunk in result:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    click.echo(chunk.choices[0].delta.content, nl=False)
         click.echo()
         return result
 
-    with _user_errors():
+    with _user_errors(), _call_errors():
         response = asyncio.run(run())
     routing = routing_of(response)
     if as_json:
@@ -206,10 +259,90 @@ def complete(
     else:
         click.secho(
             f"[{routing.strategy}] winner={routing.winner} cost=${routing.cost_usd:.6f} "
-            f"latency={routing.latency_ms:.0f}ms attempts={len(routing.attempts)}",
+            f"latency={routing.latency_ms:.0f}ms attempts="
+            + " ".join(f"{a.model}={a.outcome}" for a in routing.attempts),
             fg="cyan",
             err=True,
         )
+
+
+@contextmanager
+def _call_errors() -> Iterator[None]:
+    """Errors that are not lucky_litellm's own (litellm's, on a path without a strategy) still
+    end in one readable line and status 1, never a traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.secho("interrupted", fg="red", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if not type(exc).__module__.startswith(("litellm", "openai", "httpx", "aiohttp")):
+            raise
+        from .errors import redact
+
+        click.secho(f"error: {type(exc).__name__}: {redact(str(exc))}", fg="red", err=True)
+        sys.exit(1)
+
+
+@contextmanager
+def _waiting(what: str, timeout_s: float) -> Iterator[None]:
+    """A spinner on stderr while a call is in flight, only when stderr is a terminal."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield
+        return
+    with console.status(f"{what} (deadline {timeout_s:g} s)", spinner="dots"):
+        yield
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option(
+    "--port", type=int, default=0, show_default=True, help="Port of the fake upstream (0: any free port)."
+)
+@click.option("--latency-ms", type=float, default=0.0, help="Latency of every answer.")
+@click.option(
+    "--slow",
+    "slow",
+    multiple=True,
+    metavar="MODEL:MS",
+    help="Answer MODEL (as the upstream sees it, e.g. llama3.2) after MS milliseconds (repeatable).",
+)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def dev(port: int, latency_ms: float, slow: tuple[str, ...], command: tuple[str, ...]) -> None:
+    """Offline first calls: start a fake OpenAI-compatible upstream and point the `local`
+    provider (and every tier) at it.
+
+    Without COMMAND it serves until Ctrl-C and prints the variables to export in another shell.
+    With COMMAND (after `--`) it runs COMMAND with them set, then stops:
+
+        lucky-litellm dev -- lucky-litellm complete tier:fast "hi"
+    """
+    from .dev import OFFLINE_COST_MAP, dev_environment, dev_upstream, run_with, serve_forever
+
+    delays: dict[str, float] = {}
+    for entry in slow:
+        model, sep, ms = entry.rpartition(":")
+        try:
+            delays[model] = float(ms)
+        except ValueError:
+            raise click.BadParameter(f"expected MODEL:MS, got {entry!r}", param_hint="--slow") from None
+        if not sep or not model:
+            raise click.BadParameter(f"expected MODEL:MS, got {entry!r}", param_hint="--slow")
+    click.echo("starting the fake upstream ...", err=True)
+    with dev_upstream(port=port, latency_ms=latency_ms, slow=delays) as base_url:
+        environ = {**dev_environment(base_url), **OFFLINE_COST_MAP}
+        if command:
+            click.echo(f"fake upstream at {base_url}; running: {' '.join(command)}", err=True)
+            sys.exit(run_with(command, base_url))
+        click.echo(f"fake upstream at {base_url}: any local/<model> answers. In another shell:\n")
+        for name, value in environ.items():
+            click.echo(f"  export {name}={value}")
+        click.echo(
+            '\nthen e.g. `lucky-litellm complete tier:fast "hi"`. Ctrl-C stops the upstream.', err=True
+        )
+        serve_forever()
 
 
 @main.command()
@@ -223,14 +356,30 @@ def demo() -> None:
 @main.command()
 @click.pass_context
 def tiers(ctx: click.Context) -> None:
-    """Table of tiers: model, strategy and price per 1M tokens."""
+    """Table of tiers: model, strategy and price per 1M tokens. Models whose provider is
+    disabled are marked ✗, with what would enable it below the table."""
+    from .spec import parse_spec
     from .tiers import tier_table_rows
 
     with _user_errors():
         models = _models(ctx.obj["config"])
         rows = tier_table_rows(models.tiers)
-    columns = list(rows[0]) if rows else ["tier"]
-    print_table(rows, columns)
+    disabled: dict[str, str] = {}
+
+    def mark(model: str) -> str:
+        provider = parse_spec(model).provider if "/" in model else None
+        reason = models.providers.why_disabled(provider) if provider in models.providers.providers else None
+        if reason is None:
+            return model
+        disabled[str(provider)] = reason
+        return f"{model} ✗"
+
+    for row in rows:
+        row["models"] = [mark(model) for model in row["models"]]
+        row["$/1M in"], row["$/1M out"] = row.pop("input_per_1m"), row.pop("output_per_1m")
+    print_table(rows, ["tier", "strategy", "models", "aliases", "$/1M in", "$/1M out"])
+    for provider, reason in disabled.items():
+        click.secho(f"✗ {provider}: {reason}", fg="yellow")
 
 
 @main.command()

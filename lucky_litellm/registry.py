@@ -178,6 +178,8 @@ class Models:
         # read before resolving: if the config is replaced meanwhile, the entry is simply stale
         user_config = self._users.get(parsed.user_id) if parsed.user_id is not None else None
         plan = self._resolve(parsed, snapshot)
+        if not plan.targets:
+            raise NoModelsAvailableError(parsed.raw, [f"{model}: {reason}" for model, reason in plan.skipped])
         if parsed.kind != "user":
             if len(snapshot.plans) >= _MAX_CACHED_PLANS:
                 snapshot.plans.clear()
@@ -247,9 +249,13 @@ class Models:
                 retries=defaults.retries,
                 skipped=tuple(skipped),
             )
-        if not plan.targets:
-            raise NoModelsAvailableError(spec.raw, [f"{model}: {reason}" for model, reason in skipped])
         return plan
+
+    def preview(self, spec: str | ModelSpec) -> Plan:
+        """The plan `resolve` would return, even when every model's provider is disabled: then
+        `targets` is empty and `skipped` says what would enable each one. Nothing is called, so
+        showing a plan needs no key (`lucky-litellm resolve`, `tiers`)."""
+        return self._resolve(parse_spec(spec), self._snapshot)
 
     def _expand(
         self,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,6 +101,28 @@ def test_demo_runs_offline_and_shows_every_strategy():
         assert word in result.stdout
 
 
+def test_demo_is_readable_in_100_columns_without_litellm_banners():
+    """It used to start with two red litellm "Give Feedback" banners and print a 237-column
+    table whose error cell was cut mid-word; it showed no votes, rollout or telemetry."""
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    result = subprocess.run(
+        [sys.executable, "-m", "lucky_litellm.cli", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    assert "Give Feedback" not in output and "LiteLLM.Info" not in output
+    assert max(len(line) for line in output.splitlines()) <= 100
+    assert "did you mean 'medium'?" in output  # the error is whole, not cut
+    assert "consensus, quorum 60%" in output and "groq/openai/gpt-oss-120b   lost" in output  # plan, outcome
+    assert "Consensus votes" in output and "openai/gpt-4o-mini 'paris'" in output  # who voted for what
+    assert "test user" in output and "legacy" in output and "inside the 25 %" in output  # rollout paths
+    assert "lucky.complete" in output and "chat gpt-4.1-mini" in output  # span tree
+
+
 def test_complete_answers_through_litellm_and_prints_the_routing(runner, fake_upstream, tmp_path):
     from lucky_litellm.testing import Behavior
 
@@ -112,3 +136,152 @@ def test_complete_answers_through_litellm_and_prints_the_routing(runner, fake_up
     assert result.output.startswith("Paris")
     assert '"winner": "openai/gpt-4.1-mini"' in result.output
     assert fake_upstream.call_count("gpt-4.1-mini") == 1
+
+
+# --- a newcomer's first calls (issue 15) ----------------------------------------------------------
+
+NO_KEYS = {
+    name: None
+    for name in (
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "OPENROUTER_API_KEY",
+        "GROQ_API_KEY",
+        "LUCKY_PROVIDER",
+    )
+} | {"LUCKY_LOCAL_API_BASE": None, "LUCKY_MODELS_CONFIG": None}
+
+
+@pytest.fixture
+def keyless():
+    """A runner with no provider key and no local server configured: a fresh clone's shell."""
+    from lucky_litellm import set_default_models
+
+    set_default_models(None)
+    yield CliRunner(env=NO_KEYS)
+    set_default_models(None)
+
+
+def test_resolve_shows_the_plan_when_the_provider_is_disabled(keyless):
+    """It used to refuse with "provider 'openai' is disabled", though resolving calls nothing."""
+    result = keyless.invoke(main, ["resolve", "tier:fast"])
+    assert result.exit_code == 0, result.output
+    assert "tier: nano" in result.output
+    assert "disabled: openai/gpt-4.1-nano" in result.output and "set OPENAI_API_KEY" in result.output
+    assert "nothing would run" in result.output
+
+
+def test_resolve_marks_only_the_disabled_models_of_a_user_experiment(keyless, tmp_path):
+    config = tmp_path / "me.yaml"
+    config.write_text("experiments:\n  fast:\n    strategy: race\n    providers: [groq/openai/gpt-oss-20b]\n")
+    result = CliRunner(env={**NO_KEYS, "GROQ_API_KEY": "gsk-x"}).invoke(
+        main, ["resolve", "user:me:fast", "--user-config", str(config), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert '"runnable": true' in result.output and '"disabled": []' in result.output
+
+
+def test_tiers_marks_models_of_disabled_providers(keyless):
+    result = keyless.invoke(main, ["tiers"])
+    assert result.exit_code == 0, result.output
+    assert "openai/gpt-4.1-mini ✗" in result.output
+    assert "✗ openai: set OPENAI_API_KEY" in result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 100
+
+
+def test_validate_accepts_every_shipped_config_including_the_proxy_config(runner):
+    files = [str(p) for p in sorted(Path("configs").glob("*.yaml"))]
+    assert "configs/proxy.yaml" in files
+    result = runner.invoke(main, ["validate", *files])
+    assert result.exit_code == 0, result.output
+    assert "✓ configs/proxy.yaml  (LiteLLM proxy config" in result.output
+
+
+def test_validate_checks_lucky_parts_of_a_proxy_config(runner, tmp_path):
+    proxy = tmp_path / "config.yaml"
+    proxy.write_text(
+        "model_list:\n"
+        "  - model_name: 'tier:*'\n"
+        "    litellm_params: {model: 'lucky/tier:*', num_retries: 0}\n"
+        "  - model_name: bad\n"
+        "    litellm_params: {model: 'lucky/tier:', num_retries: 0}\n"
+        "  - model_name: gpt-4.1-mini\n"
+        "    litellm_params: {model: openai/gpt-4.1-mini}\n"
+        "litellm_settings:\n"
+        "  custom_provider_map:\n"
+        "    - {provider: lucky, custom_handler: lucky_litellm.proxy.handlr}\n"
+        "general_settings: {master_key: os.environ/LITELLM_MASTER_KEY}\n"
+    )
+    result = runner.invoke(main, ["validate", str(proxy)])
+    assert result.exit_code == 1, result.output
+    assert f"{proxy}:5: model_list[1].litellm_params.model" in result.output
+    assert "missing tier name" in result.output
+    assert "has no attribute 'handlr'" in result.output
+    assert "lucky_litellm.proxy.hook' is not listed" in result.output
+    assert "model_list: unknown key" not in result.output  # not checked as a models.yaml
+
+
+def test_complete_timeout_bounds_a_hung_upstream(runner, fake_upstream, tmp_path):
+    """It used to wait 60 s (the default deadline) with no way to say less."""
+    from lucky_litellm.testing import Behavior
+
+    fake_upstream.script("gpt-4.1-mini", Behavior(latency_ms=30_000))
+    config = tmp_path / "models.yaml"
+    config.write_text(f"providers:\n  openai:\n    apiBase: {fake_upstream.base_url}\n")
+    started = time.monotonic()
+    result = runner.invoke(
+        main, ["--config", str(config), "complete", "tier:medium", "hi", "--timeout", "0.5"]
+    )
+    assert time.monotonic() - started < 10
+    assert result.exit_code == 1
+    assert result.output.startswith("error: ") and "Traceback" not in result.output
+
+
+def test_complete_failure_is_one_clear_line_and_exit_1(runner, fake_upstream, tmp_path):
+    from lucky_litellm.testing import Behavior
+
+    fake_upstream.script("gpt-4.1-mini", Behavior(status=400, error_message="bad request (test)"))
+    config = tmp_path / "models.yaml"
+    config.write_text(f"providers:\n  openai:\n    apiBase: {fake_upstream.base_url}\n")
+    result = runner.invoke(main, ["--config", str(config), "complete", "tier:medium", "hi"])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: all models failed for 'tier:medium'"), result.output
+    assert "Traceback" not in result.output
+
+
+def test_dev_runs_a_command_against_the_fake_upstream_and_returns_its_status(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key not in NO_KEYS}
+    script = "import os; print(os.environ['LUCKY_PROVIDER'], os.environ['LUCKY_LOCAL_API_BASE']); exit(3)"
+    result = subprocess.run(
+        [sys.executable, "-m", "lucky_litellm.cli", "dev", "--", sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 3, result.stderr
+    provider, base_url = result.stdout.split()
+    assert provider == "local" and base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
+
+
+def test_dev_without_a_command_prints_the_variables_and_serves_until_interrupted():
+    env = {key: value for key, value in os.environ.items() if key not in NO_KEYS}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lucky_litellm.cli", "dev"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(4)]
+        exports = dict(line.split()[1].split("=", 1) for line in lines if line.strip().startswith("export"))
+        assert exports["LUCKY_PROVIDER"] == "local"
+        import urllib.request
+
+        with urllib.request.urlopen(exports["LUCKY_LOCAL_API_BASE"] + "/models", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0

@@ -48,7 +48,7 @@ def test_models_config_and_every_referenced_user_file_validate() -> None:
 
     assert set(config.providers) == {"openai", "anthropic", "openrouter", "groq", "local"}
     assert config.providers["local"].litellm_provider == "openai"
-    assert config.providers["local"].api_base == "http://127.0.0.1:11434/v1"
+    assert config.providers["local"].api_base_env == "LUCKY_LOCAL_API_BASE"  # on only when set
     assert {Path(str(entry)).name for entry in config.users.values()} == {path.name for path in USER_FILES}
     assert all(isinstance(user, UserConfig) for user in users.values())
 
@@ -91,3 +91,32 @@ def test_example_model_is_known_to_litellm(model: str) -> None:
     info = litellm.get_model_info(model)
 
     assert info["input_cost_per_token"] is not None
+
+
+KEYS = {
+    name: "sk-x" for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENROUTER_API_KEY", "GROQ_API_KEY")
+}
+
+
+def test_the_local_provider_joins_nothing_until_its_url_is_set() -> None:
+    """configs/README.md used to claim only `local/...` specs reach it, while models.yaml's fixed
+    apiBase put local/llama3.2 into every fast-tier race."""
+    from lucky_litellm import Models
+
+    without = Models(load_models_config(MODELS_FILE), environ=KEYS)
+    with_url = Models(
+        load_models_config(MODELS_FILE), environ={**KEYS, "LUCKY_LOCAL_API_BASE": "http://h/v1"}
+    )
+
+    assert not any(model.startswith("local/") for model in without.resolve("tier:fast").models)
+    assert "local/llama3.2" in with_url.resolve("tier:fast").models  # as configs/README.md says
+
+
+def test_a_three_entry_consensus_has_three_voters() -> None:
+    """`tier:low` in it would add one voter per enabled provider (configs/README.md says so)."""
+    from lucky_litellm import Models
+
+    models = Models(load_models_config(MODELS_FILE), environ={**KEYS, "LUCKY_LOCAL_API_BASE": "http://h/v1"})
+    models.load_user_config("demo", CONFIGS / "complete-example.yaml")
+
+    assert len(models.resolve("user:demo:majority-vote").models) == 3

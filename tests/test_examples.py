@@ -18,13 +18,21 @@ EXPECTED = {
 
 @pytest.mark.parametrize("script", sorted(EXPECTED))
 def test_example_runs_and_prints_its_result(script):
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    """As the README says to run them, from the clone's root; `lucky-litellm dev`'s variables
+    (another active provider) must not change what they show, and nothing warns."""
+    env = {
+        **os.environ,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LUCKY_PROVIDER": "local",
+        "LUCKY_LOCAL_API_BASE": "http://127.0.0.1:9/v1",
+    }
     result = subprocess.run(
         [sys.executable, str(Path("examples") / script)], capture_output=True, text=True, timeout=120, env=env
     )
     assert result.returncode == 0, result.stderr[-2000:]
     for text in EXPECTED[script]:
         assert text in result.stdout
+    assert "Warning" not in result.stderr, result.stderr[-2000:]
 
 
 def test_every_example_is_covered():

@@ -744,3 +744,25 @@ def test_error_statuses() -> None:
     assert http_error(errors.BudgetExceededError("u", 1.0, 1.0)).headers == {"x-should-retry": "false"}
     assert http_error(errors.ConcurrencyLimitError("u", 2, 1.0)).headers == {"Retry-After": "1"}
     assert "secret" not in http_error(RuntimeError("secret internals")).message
+
+
+def test_environment_variables_win_over_the_models_file(tmp_path: Path) -> None:
+    from lucky_litellm.proxy.setup import models_config_from_env
+
+    models_file = tmp_path / "models.yaml"
+    models_file.write_text(
+        "provider: openai\nproviders:\n  local:\n    apiBase: http://127.0.0.1:11434/v1\n"
+        "    litellmProvider: openai\n"
+    )
+    file_only = models_config_from_env({"LUCKY_MODELS_CONFIG": str(models_file)})
+    assert file_only is not None and file_only.provider == "openai"
+    overridden = models_config_from_env(
+        {
+            "LUCKY_MODELS_CONFIG": str(models_file),
+            "LUCKY_PROVIDER": "local",
+            "LUCKY_LOCAL_API_BASE": "http://127.0.0.1:8001/v1",
+        }
+    )
+    assert overridden is not None and overridden.provider == "local"
+    assert str(overridden.providers["local"].api_base).rstrip("/") == "http://127.0.0.1:8001/v1"
+    assert models_config_from_env({}) is None  # nothing set: the built-in defaults

@@ -119,3 +119,17 @@ def test_the_readme_proxy_recipe_works_as_written(recipe: tuple[Path, dict[str, 
     model, text = done.stdout.splitlines()
     assert model == "local/qwen2.5:7b"  # LUCKY_PROVIDER=local beat the file's `provider: openai`
     assert text.startswith("answer from ")  # the fake upstream, reached at LUCKY_LOCAL_API_BASE
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "benchmarks.bench_proxy", "--list"], ["benchmarks/bench_proxy.py", "--list"]],
+    ids=["module", "script"],
+)
+def test_the_proxy_benchmark_runs_in_both_documented_forms(command: list[str]) -> None:
+    env = {**os.environ, "PYTHONPATH": ""}  # as typed in a clone's root, nothing on the path
+    done = subprocess.run(
+        [sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "race_engine" in done.stdout

@@ -166,6 +166,7 @@ def test_models_yaml_loads_with_every_user(monkeypatch):
     from lucky_litellm import load_models_config
 
     monkeypatch.setenv("OPENAI_API_KEY", PLANTED_KEYS["OPENAI_API_KEY"])
+    monkeypatch.setenv("LUCKY_LOCAL_API_BASE", "http://127.0.0.1:11434/v1")  # user `dev` runs local models
     models = Models(load_models_config("configs/models.yaml"))
     assert models.users
     for user_id in models.users:

@@ -1,0 +1,35 @@
+"""A process's first call: loading litellm (seconds) must not eat the call's deadline."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from lucky_litellm.testing import FakeUpstream
+
+SCRIPT = """
+import asyncio, sys
+import lucky_litellm as ll
+
+assert "litellm" not in sys.modules
+models = ll.Models({"provider": "local"}, environ={"LUCKY_LOCAL_API_BASE": sys.argv[1]})
+models.load_user_config("me", {"experiments": {"x": {"providers": ["local/llama3.2"], "timeout": 3000}}})
+response = asyncio.run(models.complete("user:me:x", [{"role": "user", "content": "hi"}]))
+print(ll.routing_of(response).winner)
+"""
+
+
+def test_first_call_of_a_process_gets_its_whole_deadline(fake_upstream: FakeUpstream) -> None:
+    """It used to fail with "deadline reached before the call started": litellm's import ran
+    inside the first request's deadline (5 s and more on a busy machine)."""
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, fake_upstream.base_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "local/llama3.2"
