@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -337,6 +337,31 @@ def test_receiver_decodes_gzip_encoded_exports() -> None:
 # -- nesting: lucky's spans are the parents of whatever instruments the call ------------------------
 
 
+_LITELLM_CALLBACK_LISTS = (
+    "callbacks",
+    "input_callback",
+    "success_callback",
+    "failure_callback",
+    "_async_success_callback",
+    "_async_failure_callback",
+)
+
+
+@contextlib.asynccontextmanager
+async def litellm_callback(callback: Any) -> AsyncIterator[None]:
+    """`callback` in `litellm.callbacks` for the block; afterwards litellm's callback lists are as
+    they were (litellm copies callbacks into its internal lists, which a plain restore misses)."""
+    await GLOBAL_LOGGING_WORKER.flush()  # earlier calls are logged before the callback joins
+    saved = {name: list(getattr(litellm, name)) for name in _LITELLM_CALLBACK_LISTS}
+    litellm.callbacks = [*litellm.callbacks, callback]
+    try:
+        yield
+    finally:
+        await GLOBAL_LOGGING_WORKER.flush()
+        for name, value in saved.items():
+            setattr(litellm, name, value)
+
+
 class _CurrentSpanProbe(CustomLogger):
     """Stands in for instrumentation below lucky (httpx, an SDK): litellm calls it inside the call,
     where it opens a span of its own under whatever is current."""
@@ -350,13 +375,8 @@ class _CurrentSpanProbe(CustomLogger):
 
 
 async def test_attempt_span_is_current_while_litellm_runs(pipeline: Pipeline) -> None:
-    probe = _CurrentSpanProbe(pipeline.setup.tracer_provider)
-    saved = list(litellm.callbacks)
-    litellm.callbacks = [*saved, probe]
-    try:
+    async with litellm_callback(_CurrentSpanProbe(pipeline.setup.tracer_provider)):
         await pipeline.models.complete("user:u1:safe", MESSAGES)
-    finally:
-        litellm.callbacks = saved
     _, [attempt] = pipeline.trace_of(count=1)
     [inner] = pipeline.receiver.wait_for_spans(1, where=lambda s: s.name == "POST /chat/completions")
     assert inner.parent_span_id == attempt.span_id
@@ -404,15 +424,10 @@ async def test_litellm_otel_callback_nests_under_lucky_and_records_no_content(
     )
     pipeline.upstream.script("gpt-4.1-mini", Behavior(content="ANSWER-TEXT-2 the Nile"))
     messages = [{"role": "user", "content": "PROMPT-TEXT-1 which river?"}]
-    await GLOBAL_LOGGING_WORKER.flush()  # earlier tests' calls are logged before otel joins
-    saved = list(litellm.callbacks)
-    litellm.callbacks = [*saved, otel]
-    try:
+    async with litellm_callback(otel):
         answers = [await pipeline.models.complete("openai/gpt-4.1-mini", messages) for _ in range(2)]
         await GLOBAL_LOGGING_WORKER.flush()
         children = await asyncio.to_thread(_flush_until, pipeline, 2, lambda s: s.name == "litellm_request")
-    finally:
-        litellm.callbacks = saved
     assert [a.choices[0].message.content for a in answers] == ["ANSWER-TEXT-2 the Nile"] * 2
 
     attempts = pipeline.receiver.wait_for_spans(2, where=lambda s: s.name == "chat gpt-4.1-mini")
@@ -427,6 +442,27 @@ async def test_litellm_otel_callback_nests_under_lucky_and_records_no_content(
     warnings = [r.getMessage() for r in caplog.records]
     assert not [w for w in warnings if "ended span" in w]
     assert len([w for w in warnings if "litellm's otel callback is installed" in w]) == 1
+
+
+async def test_with_capture_on_litellm_otel_callback_keeps_its_content_and_still_nests() -> None:
+    """How the two are configured together: capture on (here `capture_content=True`, or
+    OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true for both) leaves litellm's callback
+    recording content, under lucky's attempt span."""
+    from litellm.integrations.opentelemetry import OpenTelemetry, OpenTelemetryConfig
+
+    with pipeline_of(capture_content=True) as built:
+        otel = OpenTelemetry(
+            config=OpenTelemetryConfig(exporter="console"), tracer_provider=built.setup.tracer_provider
+        )
+        async with litellm_callback(otel):
+            await built.models.complete("openai/gpt-4.1-mini", [{"role": "user", "content": "PROMPT-3"}])
+            await GLOBAL_LOGGING_WORKER.flush()
+            [child] = await asyncio.to_thread(_flush_until, built, 1, lambda s: s.name == "litellm_request")
+        assert otel.message_logging is True  # left as configured
+        [attempt] = built.receiver.wait_for_spans(1, where=lambda s: s.name == "chat gpt-4.1-mini")
+        assert child.parent_span_id == attempt.span_id
+        assert "PROMPT-3" in repr(child.attributes)
+        assert "PROMPT-3" in attempt.attributes[GEN_AI_INPUT_MESSAGES]
 
 
 EXISTING_PROVIDER_SCRIPT = """
