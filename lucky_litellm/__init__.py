@@ -145,18 +145,18 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-async def complete(spec: str, messages: _Sequence[_Mapping[str, _Any]], **kwargs: _Any) -> _Any:
+async def complete(spec: str | None, messages: _Sequence[_Mapping[str, _Any]], **kwargs: _Any) -> _Any:
     """Run `spec` on the default registry; returns litellm's `ModelResponse` (or a stream).
 
-    Keyword arguments are litellm's (`temperature`, `max_tokens`, `stream`, ...) plus
-    `user_id` and `request_id`.
+    `spec=None` runs the registry's `defaultTier`. Keyword arguments are litellm's (`temperature`,
+    `max_tokens`, `stream`, ...) plus `user_id` and `request_id`.
     """
     from .registry import default_models
 
     return await default_models().complete(spec, messages, **kwargs)
 
 
-def complete_sync(spec: str, messages: _Sequence[_Mapping[str, _Any]], **kwargs: _Any) -> _Any:
+def complete_sync(spec: str | None, messages: _Sequence[_Mapping[str, _Any]], **kwargs: _Any) -> _Any:
     """`complete` for synchronous code."""
     from .registry import default_models
 

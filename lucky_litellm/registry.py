@@ -20,8 +20,11 @@ from .config import ModelsConfig, UserConfig, load_models_config, load_user_conf
 from .config.resolve import check_user_config
 from .engine import Lease, is_warm, start_warm_up, warm_up
 from .errors import (
+    ConfigError,
+    ConfigIssue,
     NoModelsAvailableError,
     UnknownExperimentError,
+    UnknownTierError,
     UnknownUserError,
 )
 from .limits import ConcurrencyLimiter
@@ -32,7 +35,7 @@ from .state import FlagState, State, state_from_url
 from .stats import Stats
 from .sync import run_sync
 from .telemetry import Telemetry, capture_from_env
-from .tiers import TierTable, build_tier_config
+from .tiers import TierTable, build_tier_config, get_default_tier_name
 
 __all__ = ["Models", "create_models", "default_models", "set_default_models"]
 
@@ -72,6 +75,7 @@ class Models:
         self._environ = environ
         providers = ProviderTable.build(self._config, environ)
         self._snapshot = _Snapshot(providers, build_tier_config(config=self._config, providers=providers))
+        self._default_spec = _default_spec(self._config, self._snapshot.tiers)
         self._users: dict[str, UserConfig] = {}
         self._update_lock = threading.Lock()
         rollout = self._config.rollout
@@ -116,6 +120,11 @@ class Models:
     @property
     def tiers(self) -> TierTable:
         return self._snapshot.tiers
+
+    @property
+    def default_spec(self) -> str:
+        """What a call without a spec runs: ``tier:<defaultTier>``, else the ``default`` tier."""
+        return self._default_spec
 
     def load_user_config(
         self, user_id: str, source: str | os.PathLike[str] | Mapping[str, Any] | UserConfig
@@ -293,7 +302,7 @@ class Models:
 
     async def complete(
         self,
-        spec: str | ModelSpec,
+        spec: str | ModelSpec | None,
         messages: Sequence[Mapping[str, Any]],
         *,
         user_id: str | None = None,
@@ -304,7 +313,10 @@ class Models:
         """Run `spec` and return litellm's `ModelResponse` (or a `LuckyStream` for `stream=True`).
 
         `api_key` / `api_base` passed here switch a provider on for this call, as with
-        `litellm.acompletion`, even when the environment has no key for it."""
+        `litellm.acompletion`, even when the environment has no key for it. `spec=None` runs
+        `defaultTier`."""
+        if spec is None:
+            spec = self._default_spec
         if not is_warm():  # resolving may ask litellm about a model: never import it on the loop
             await warm_up()
         if kwargs.get("api_key") is not None or kwargs.get("api_base") is not None:
@@ -316,15 +328,18 @@ class Models:
         )
 
     def complete_sync(
-        self, spec: str | ModelSpec, messages: Sequence[Mapping[str, Any]], **kwargs: Any
+        self, spec: str | ModelSpec | None, messages: Sequence[Mapping[str, Any]], **kwargs: Any
     ) -> Any:
         """`complete` for synchronous code (not for streams; use `complete` from async code)."""
         if kwargs.get("stream"):
             raise ValueError("complete_sync does not stream; use `await complete(..., stream=True)`")
         return run_sync(self.complete(spec, messages, **kwargs))
 
-    def model(self, spec: str, **defaults: Any) -> Any:
-        """A callable bound to `spec` (and default kwargs): `await models.model("tier:fast")(messages)`."""
+    def model(self, spec: str | None = None, **defaults: Any) -> Any:
+        """A callable bound to `spec` (and default kwargs): `await models.model("tier:fast")(messages)`.
+        Without a spec it is bound to `defaultTier`."""
+        if spec is None:
+            spec = self._default_spec
         self.resolve(spec, user_id=defaults.get("user_id"))
         return functools.partial(self.complete, spec, **defaults)
 
@@ -369,6 +384,17 @@ class Models:
     def stats(self) -> dict[str, Any]:
         """Per model and per user: calls, errors, latency percentiles, tokens, cost, budget use."""
         return self._stats.snapshot(spent=self.state.spent)
+
+
+def _default_spec(config: ModelsConfig, tiers: TierTable) -> str:
+    """``tier:<defaultTier>``, checked now: a typo must fail when the registry is built, not per call."""
+    if config.default_tier is None:
+        return f"tier:{get_default_tier_name()}"
+    try:
+        tiers.get(config.default_tier)
+    except UnknownTierError as exc:
+        raise ConfigError([ConfigIssue("defaultTier", str(exc))], "invalid models config") from None
+    return f"tier:{config.default_tier}"
 
 
 def _seconds(ms: float | None) -> float | None:
