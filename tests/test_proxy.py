@@ -636,6 +636,17 @@ def test_a_stream_names_the_model_that_answered_and_its_cost(
     assert isinstance(last["lucky"]["cost_usd"], float)
 
 
+@pytest.mark.parametrize("case", ROUTES)
+def test_a_stream_without_usage_still_ends_with_who_answered(
+    proxy: Proxy, upstream: FakeUpstream, case: Route
+) -> None:
+    case.script(upstream, Behavior(content="Paris is nice"))
+    chunks, error = _stream(proxy, case.spec, case.user)
+    assert error is None
+    assert all(c.choices for c in chunks)  # no usage-only chunk the client did not ask for
+    assert (chunks[-1].model_extra or {})["lucky"]["winner"] == f"local/{case.answers}"
+
+
 def test_a_default_openai_client_does_not_retry_lucky_502s(proxy: Proxy, upstream: FakeUpstream) -> None:
     upstream.script("broken", Behavior(status=500))
     upstream.script("broken-too", Behavior(status=500))

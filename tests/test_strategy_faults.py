@@ -7,8 +7,10 @@ strategy that waits for a hung model fails the test quickly instead of slowing t
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +21,8 @@ from lucky_litellm.testing import Behavior, FakeUpstream
 from .conftest import MESSAGES
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 A, B, C, D = "openai/gpt-4.1-mini", "openai/gpt-4.1-nano", "openai/gpt-4o-mini", "openai/gpt-4o"
 
@@ -88,6 +92,21 @@ async def test_tier_attempt_timeout_is_enforced(make_models, fake_upstream):
     response = await models.complete("tier:medium", MESSAGES)
     assert time.monotonic() - started < 1.5
     assert routing_of(response).winner == B
+
+
+async def test_the_readme_attempt_timeout_example_answers_past_a_hang(models, fake_upstream):
+    marked = r"<!-- attempt-timeout -->\s*(?:<!--.*?-->\s*)*```yaml\n(.*?)\n```"
+    block = re.search(marked, README.read_text(), re.DOTALL)
+    assert block, "README.md has no yaml block marked <!-- attempt-timeout -->"
+    models.load_user_config("u", block.group(1))
+    await warm_up(models)
+    fake_upstream.script("gpt-4.1-mini", Behavior(hang=True))
+    fake_upstream.script("llama-3.3-70b-versatile", Behavior(content="healthy"))
+    started = time.monotonic()
+    response = await models.complete("user:u:careful", MESSAGES)
+    assert time.monotonic() - started < 2.0
+    assert routing_of(response).attempts[0].error_type == "AttemptTimeoutError"
+    assert response.choices[0].message.content == "healthy"
 
 
 async def test_attempt_budgets_keep_litellms_cached_client(models, fake_upstream):

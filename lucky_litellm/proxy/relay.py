@@ -16,7 +16,8 @@ provider, which takes litellm ``ModelResponseStream`` chunks as they are, with t
 * a stream the upstream cut (litellm invents a "stop" for it) or reset ends in an SSE error event
   (502), never in a clean finish, and a failure before the first byte becomes a plain error answer
   with ``x-should-retry: false``;
-* each chunk's ``model`` names the model that answered, and the last chunk carries
+* each chunk's ``model`` names the model that answered, and the last chunks (from the one with
+  the finish_reason on) carry
   ``lucky: {winner, cost_usd, route}`` (the cost of a stream is known only at its end).
 """
 
@@ -142,8 +143,8 @@ class StreamGuard:
                     yield self._pending.popleft()
             self._check_finished()
             self._settle()
-            if self._pending:
-                _annotate(self._pending[-1], self._ctx)
+            for chunk in self._pending:  # the finish chunk and what follows it (a usage chunk the
+                _annotate(chunk, self._ctx)  # proxy drops when the client did not ask for usage)
             while self._pending:
                 yield self._pending.popleft()
         except (asyncio.CancelledError, GeneratorExit):
@@ -255,9 +256,15 @@ def _lucky_cause(exc: BaseException) -> LuckyError | None:
 
 
 def _annotate(chunk: Any, ctx: RequestContext) -> None:
+    """Add ``lucky`` to a chunk. On a chunk with choices it goes into ``provider_specific_fields``
+    too: the proxy's fast serialiser drops extra fields of plain text chunks, but not of those."""
     info = {"winner": ctx.get("winner"), "cost_usd": ctx.get("cost_usd"), "route": ctx.get("route")}
     with contextlib.suppress(Exception):  # a chunk type that refuses extra fields: headers still say it
         chunk.lucky = info
+        if getattr(chunk, "choices", None):
+            fields = dict(getattr(chunk, "provider_specific_fields", None) or {})
+            fields["lucky"] = info
+            chunk.provider_specific_fields = fields
 
 
 def _finish_reason(chunk: Any) -> str | None:
