@@ -35,7 +35,14 @@ from .state import FlagState, State, state_from_url
 from .stats import Stats
 from .sync import run_sync
 from .telemetry import Telemetry, capture_from_env
-from .tiers import TierTable, build_tier_config, get_default_tier_name
+from .tiers import (
+    _REVERSE_PREFERENCE,
+    DEFAULT_MODELS,
+    TierResolver,
+    TierTable,
+    build_tier_config,
+    get_default_tier_name,
+)
 
 __all__ = ["Models", "create_models", "default_models", "set_default_models"]
 
@@ -50,6 +57,8 @@ class _Snapshot:
     tiers: TierTable
     plans: dict[str, Plan] = field(default_factory=dict, compare=False)
     """Resolved `model` and `tier:` specs: a snapshot never changes, so neither do they."""
+    auto_tiers: dict[str, str] = field(default_factory=dict, compare=False)
+    """`autoTier`: concrete spec -> the ``tier:`` spec it runs as on the rollout's registry path."""
     user_plans: dict[str, tuple[UserConfig, Plan]] = field(default_factory=dict, compare=False)
     """Resolved `user:` specs with the user config they were built from; valid while that config
     is still the user's current one (`load_user_config` replaces it, which retires the entry)."""
@@ -198,6 +207,28 @@ class Models:
                 snapshot.user_plans.clear()
             snapshot.user_plans[raw] = (user_config, plan)
         return plan
+
+    def registry_spec(self, spec: str | ModelSpec) -> str:
+        """The spec a call runs on the rollout's registry path: with `autoTier` (the default), a
+        concrete model that a tier maps to becomes that tier (``openai/gpt-4.1-mini`` ->
+        ``tier:medium``), so code written for one model gets the tier's strategy and the active
+        provider during the migration. Anything else is returned unchanged."""
+        raw = spec.raw if isinstance(spec, ModelSpec) else spec
+        if not self._config.rollout.auto_tier:
+            return raw
+        snapshot = self._snapshot
+        resolved = snapshot.auto_tiers.get(raw)
+        if resolved is None:
+            resolved = TierResolver(snapshot.tiers).resolve_model_spec(raw)
+            if resolved == raw and parse_spec(raw).kind == "model":
+                # a model of another provider's tier table: old code names openai models while the
+                # active provider is another one; the tier's model of the active provider answers
+                tier = _tier_of_any_provider(raw, self._config, snapshot.tiers)
+                resolved = raw if tier is None else f"tier:{tier}"
+            if len(snapshot.auto_tiers) >= _MAX_CACHED_PLANS:
+                snapshot.auto_tiers.clear()
+            snapshot.auto_tiers[raw] = resolved
+        return resolved
 
     def legacy_target(self, spec: str | ModelSpec, *, user_id: str | None = None) -> Target:
         """The one concrete model a spec stands for on the legacy path: a tier's model, an
@@ -395,6 +426,17 @@ def _default_spec(config: ModelsConfig, tiers: TierTable) -> str:
     except UnknownTierError as exc:
         raise ConfigError([ConfigIssue("defaultTier", str(exc))], "invalid models config") from None
     return f"tier:{config.default_tier}"
+
+
+def _tier_of_any_provider(raw: str, config: ModelsConfig, tiers: TierTable) -> str | None:
+    """The tier that `raw` fills in some provider's tier table (built-in or configured)."""
+    tables = [*DEFAULT_MODELS.values(), *(cfg.models for cfg in config.providers.values() if cfg.models)]
+    known = set(tiers.known())
+    order = [*(t for t in _REVERSE_PREFERENCE if t in known), *sorted(known - set(_REVERSE_PREFERENCE))]
+    for tier in order:
+        if any(table.get(tier) == raw for table in tables):
+            return tier
+    return None
 
 
 def _seconds(ms: float | None) -> float | None:

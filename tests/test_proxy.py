@@ -357,6 +357,14 @@ def test_plain_model_through_a_lucky_group(proxy: Proxy, upstream: FakeUpstream)
     assert headers["x-lucky-strategy"] == "first"
 
 
+def test_a_concrete_model_of_a_tier_runs_as_that_tier_on_the_registry_path(
+    proxy: Proxy, upstream: FakeUpstream
+) -> None:
+    _, headers = create(proxy, "local/nano-a", user="alice")  # autoTier: nano is a race
+    assert (headers["x-lucky-spec"], headers["x-lucky-strategy"]) == ("tier:nano", "race")
+    assert headers["x-lucky-rollout-path"] == "registry"
+
+
 def test_plain_deployment_is_left_alone(proxy: Proxy, upstream: FakeUpstream) -> None:
     response, headers = create(proxy, "local/llama3.2", user="alice")
     assert response.choices[0].message.content == "answer from llama3.2"
