@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .alerts import CostAlerts
 from .config import ModelsConfig, UserConfig, load_models_config, load_user_config, validate_models_config
@@ -43,6 +43,9 @@ from .tiers import (
     build_tier_config,
     get_default_tier_name,
 )
+
+if TYPE_CHECKING:
+    from .middleware import Middleware
 
 __all__ = ["Models", "create_models", "default_models", "set_default_models"]
 
@@ -85,6 +88,7 @@ class Models:
         providers = ProviderTable.build(self._config, environ)
         self._snapshot = _Snapshot(providers, build_tier_config(config=self._config, providers=providers))
         self._default_spec = _default_spec(self._config, self._snapshot.tiers)
+        self._middleware: tuple[Middleware, ...] = _configured_middleware(self._config)
         self._users: dict[str, UserConfig] = {}
         self._update_lock = threading.Lock()
         rollout = self._config.rollout
@@ -374,6 +378,18 @@ class Models:
         self.resolve(spec, user_id=defaults.get("user_id"))
         return functools.partial(self.complete, spec, **defaults)
 
+    def use(self, middleware: Middleware) -> Middleware:
+        """Append `middleware` (``async def mw(request, call_next)``) to the chain run around every
+        request; the first added runs outermost. Returns it, so it also works as a decorator."""
+        if not callable(middleware):
+            raise TypeError(f"middleware must be callable, got {type(middleware).__name__}")
+        self._middleware = (*self._middleware, middleware)
+        return middleware
+
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        return self._middleware
+
     async def run_plan(
         self,
         plan: Plan,
@@ -385,7 +401,18 @@ class Models:
         rollout_path: str = "registry",
         **kwargs: Any,
     ) -> Any:
-        """Run a resolved plan under one request lease (see `engine.Lease`)."""
+        """Run a resolved plan under one request lease (see `engine.Lease`), through the
+        middleware chain if there is one."""
+        if self._middleware:
+            return await self._run_chain(
+                plan,
+                messages,
+                user_id=user_id,
+                request_id=request_id,
+                stream=stream,
+                rollout_path=rollout_path,
+                kwargs=kwargs,
+            )
         lease = Lease(
             self,
             plan,
@@ -398,6 +425,44 @@ class Models:
         )
         async with lease:
             return await lease.execute()
+
+    async def _run_chain(
+        self,
+        plan: Plan,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        user_id: str | None,
+        request_id: str | None,
+        stream: bool,
+        rollout_path: str,
+        kwargs: dict[str, Any],
+    ) -> Any:
+        from .middleware import Request, run_chain
+
+        async def endpoint(request: Request) -> Any:
+            lease = Lease(
+                self,
+                request.plan,
+                request.messages,
+                user_id=request.user_id,
+                request_id=request.request_id,
+                stream=request.stream,
+                rollout_path=rollout_path,
+                kwargs=request.kwargs,
+            )
+            async with lease:
+                return await lease.execute()
+
+        request = Request(
+            spec=plan.spec,
+            plan=plan,
+            messages=list(messages),
+            kwargs=dict(kwargs),
+            user_id=user_id,
+            request_id=request_id,
+            stream=stream,
+        )
+        return await run_chain(self._middleware, request, endpoint)
 
     async def warm_up(self) -> None:
         """Load litellm and its tokenizer now (off the event loop), not on the first request.
@@ -415,6 +480,24 @@ class Models:
     def stats(self) -> dict[str, Any]:
         """Per model and per user: calls, errors, latency percentiles, tokens, cost, budget use."""
         return self._stats.snapshot(spent=self.state.spent)
+
+
+def _configured_middleware(config: ModelsConfig) -> tuple[Middleware, ...]:
+    """Import the ``middleware:`` entries now: a typo fails when the registry is built."""
+    if not config.middleware:
+        return ()
+    from .middleware import load_middleware
+
+    chain: list[Middleware] = []
+    issues: list[ConfigIssue] = []
+    for index, dotted in enumerate(config.middleware):
+        try:
+            chain.append(load_middleware(dotted))
+        except Exception as exc:
+            issues.append(ConfigIssue(f"middleware.{index}", str(exc)))
+    if issues:
+        raise ConfigError(issues, "invalid models config")
+    return tuple(chain)
 
 
 def _default_spec(config: ModelsConfig, tiers: TierTable) -> str:

@@ -454,6 +454,8 @@ class ModelsConfig(StrictModel):
     """Price every answer (`routing.cost_usd`, stats, cost alerts). Off: answers carry no cost, except
     for users with a ``costLimit``, whose budget needs it."""
     default_tier: TierName | None = None
+    middleware: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(default_factory=list)
+    """Importable middleware (``package.module:name``), run in order around every request."""
     """The tier a call without a spec runs (``complete(None, ...)``, ``models.model()``)."""
 
     @field_validator("aliases")
