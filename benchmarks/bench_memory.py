@@ -1,4 +1,5 @@
-"""Memory over many calls: RSS growth of `Models.complete` with stats and tracing on.
+"""Memory over many calls: RSS growth of `Models.complete` with stats and tracing on, every call
+from a distinct caller (100,000 callers).
 
 The 100,000 calls go through lucky_litellm's whole path (resolution, strategy, retries, spans into
 an OpenTelemetry SDK provider, metrics, stats, routing records) with `litellm.acompletion`
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import json
 import os
 import sys
@@ -51,20 +53,22 @@ def _traced_models() -> Any:
     )
 
 
+_call_number = itertools.count()
+
+
 async def _calls(models: Any, count: int, users: int) -> None:
-    for index in range(count):
-        await models.complete(
-            "openai/gpt-4.1-mini", MESSAGES, user_id=f"user-{index % users}", mock_response="ok"
-        )
+    for _ in range(count):
+        caller = next(_call_number) % users
+        await models.complete("openai/gpt-4.1-mini", MESSAGES, user_id=f"user-{caller}", mock_response="ok")
 
 
-async def _growth(models: Any, warmup: int, first: int, total: int) -> dict[str, float]:
-    await _calls(models, warmup, 1000)
+async def _growth(models: Any, warmup: int, first: int, total: int, users: int = 1000) -> dict[str, float]:
+    await _calls(models, warmup, users)
     gc.collect()
-    await _calls(models, first - warmup, 1000)
+    await _calls(models, first - warmup, users)
     gc.collect()
     at_first = _rss_mb()
-    await _calls(models, total - first, 1000)
+    await _calls(models, total - first, users)
     gc.collect()
     at_total = _rss_mb()
     return {
@@ -90,7 +94,8 @@ async def _run(quick: bool) -> dict[str, Any]:
     total = 30_000 if quick else 100_000
     litellm.acompletion = prebuilt
     try:
-        ours = await _growth(models, 2000, total // 5, total)
+        # every call from a distinct caller: per-caller state (spend, slots, stats, caches) must be bounded
+        ours = await _growth(models, 2000, total // 5, total, users=total)
     finally:
         litellm.acompletion = real
     with_litellm = await _growth(_traced_models(), 500, 2000, 5000 if quick else 8000)

@@ -81,9 +81,14 @@ async def _throughput(variants: dict[str, Call], requests: int, rounds: int) -> 
     finally:
         gc.unfreeze()
     rps = {name: [load.requests_per_s for load in loads] for name, loads in results.items()}
+    cpu = {name: [load.cpu_us_per_request for load in loads] for name, loads in results.items()}
     return {
         "requests_per_s": {name: round(statistics.median(v), 1) for name, v in rps.items()},
         "ratio": round(paired_ratio(rps["redis"], rps["memory"]), 3),
+        # this process's CPU time per request (syncer thread included), the cross-check that does
+        # not count time the machine gave to other processes (Redis itself among them)
+        "cpu_us_per_request": {name: round(statistics.median(v)) for name, v in cpu.items()},
+        "cpu_ratio": round(paired_ratio(cpu["memory"], cpu["redis"]), 3),
         "rounds_rps": {name: [round(x) for x in v] for name, v in rps.items()},
     }
 

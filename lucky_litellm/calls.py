@@ -5,7 +5,7 @@ accounting and tracing behave the same whichever strategy is chosen. A strategy 
 which attempts to start and which result wins.
 
 Each call has a time budget inside the request's deadline (`attemptTimeout`, or a share derived
-from the deadline and the strategy, see `call_budget_s`), enforced by an asyncio timeout around
+from the deadline and the strategy, see `Plan.call_budget_s`), enforced by an asyncio timeout around
 the call: a hung model then fails like any transient error (retried, or the next model tried)
 instead of taking the whole deadline with it. The budget is never passed to litellm as a
 per-call `timeout`: litellm keys its cached HTTP clients on that value.
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 __all__ = [
     "PeekedStream",
     "RequestRun",
-    "call_budget_s",
     "cost_from_tokens",
     "record_failure",
     "record_response",
@@ -88,10 +87,10 @@ class RequestRun:
     stream: bool = False
     started: float = field(default_factory=time.perf_counter)
     call_budget_s: float | None = field(init=False)
-    """Longest one call may take (None: only the deadline bounds it); see `call_budget_s`."""
+    """Longest one call may take (None: only the deadline bounds it); see `Plan.call_budget_s`."""
 
     def __post_init__(self) -> None:
-        self.call_budget_s = call_budget_s(self.plan)
+        self.call_budget_s = self.plan.call_budget_s
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -203,21 +202,6 @@ class RequestRun:
 
                 bill_partial_stream(attempt, target, self.messages, peeked.head)
             raise
-
-
-def call_budget_s(plan: Plan) -> float | None:
-    """Longest one call of `plan` may take, in seconds; None leaves it to the deadline alone.
-
-    `attemptTimeout` when the plan sets one. Otherwise `first` with retries gives a call half the
-    deadline, so a hang can be retried once in the other half; `fallback` bounds each model by its
-    share of the time left instead (`RequestRun.share_of_deadline`); `race` and `consensus` run
-    their models side by side, so one hung model costs no other model its time.
-    """
-    if plan.attempt_timeout_s is not None:
-        return plan.attempt_timeout_s
-    if plan.strategy == "first" and plan.retries > 0:
-        return plan.timeout_s / 2
-    return None
 
 
 async def _within(call: Coroutine[Any, Any, Any], budget_s: float, model: str) -> Any:

@@ -32,7 +32,7 @@ class Plan:
     min_agreement: float | None = None
     attempt_timeout_s: float | None = None
     """Explicit per-call budget (`attemptTimeout`); None derives one from the deadline and the
-    strategy when the plan runs (see `calls.AttemptBudget`)."""
+    strategy (see `call_budget_s`)."""
     experiment: str | None = None
     tier: str | None = None
     user_id: str | None = None
@@ -42,6 +42,32 @@ class Plan:
     @property
     def models(self) -> list[str]:
         return [target.spec for target in self.targets]
+
+    @property
+    def call_budget_s(self) -> float | None:
+        """Longest one call may take, in seconds; None leaves it to the deadline alone.
+
+        `attemptTimeout` when the plan sets one. Otherwise `first` with retries gives a call half
+        the deadline, so a hang can be retried once in the other half; `fallback` bounds each
+        model by its share of the time left instead (`RequestRun.share_of_deadline`); `race` and
+        `consensus` run their models side by side, so one hung model costs no other its time.
+        """
+        if self.attempt_timeout_s is not None:
+            return self.attempt_timeout_s
+        if self.strategy == "first" and self.retries > 0:
+            return self.timeout_s / 2
+        return None
+
+    def _attempt_budget(self) -> str:
+        """The per-attempt budget in words, for `describe` (and so `lucky-litellm resolve`)."""
+        if self.attempt_timeout_s is not None:
+            return f"attemptTimeout: {self.attempt_timeout_s * 1000:.0f} ms per call"
+        if self.strategy == "first" and self.retries > 0:
+            return f"{self.timeout / 2:.0f} ms per call (half the deadline, so a hang is retried once)"
+        if self.strategy == "fallback" and len(self.targets) > 1:
+            first = self.timeout / len(self.targets)
+            return f"an equal share of the time left per model ({first:.0f} ms for the first)"
+        return "the deadline"
 
     @property
     def timeout(self) -> float:
@@ -56,6 +82,7 @@ class Plan:
             "litellm_models": [target.litellm_model for target in self.targets],
             "timeout_ms": self.timeout,
             "attempt_timeout_ms": None if self.attempt_timeout_s is None else self.attempt_timeout_s * 1000,
+            "attempt_budget": self._attempt_budget(),
             "max_cost": self.max_cost,
             "retries": self.retries,
             "hedge_after_ms": None if self.hedge_after_s is None else self.hedge_after_s * 1000,

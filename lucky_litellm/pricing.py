@@ -54,10 +54,16 @@ _FALLBACK_MAX_OUTPUT = 4096
 """Output bound assumed for a priced model whose cost map entry gives no maximum."""
 
 
-def _free_providers() -> frozenset[str]:
-    from .tiers import FREE_PROVIDERS
+_FREE: frozenset[str] | None = None
 
-    return FREE_PROVIDERS
+
+def _free_providers() -> frozenset[str]:
+    global _FREE
+    if _FREE is None:  # imported on first use: tiers imports this module
+        from .tiers import FREE_PROVIDERS
+
+        _FREE = FREE_PROVIDERS
+    return _FREE
 
 
 def is_free(target: Target | str) -> bool:

@@ -120,9 +120,8 @@ class RetryPolicy:
         self.initial_backoff_s = initial_backoff_s
         self.max_backoff_s = max_backoff_s
         self.sleep = sleep
-        self._backoff = wait_exponential_jitter(
-            multiplier=initial_backoff_s, max=max_backoff_s, jitter=initial_backoff_s
-        )
+        self._backoff: wait_exponential_jitter | None = None
+        """Made on the first retry: one is built per request, and most requests never retry."""
 
     def __repr__(self) -> str:
         return (
@@ -133,7 +132,13 @@ class RetryPolicy:
     def wait_for(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         after = retry_after_seconds(exc) if exc is not None else None
-        return after if after is not None else float(self._backoff(state))
+        if after is not None:
+            return after
+        if self._backoff is None:
+            self._backoff = wait_exponential_jitter(
+                multiplier=self.initial_backoff_s, max=self.max_backoff_s, jitter=self.initial_backoff_s
+            )
+        return float(self._backoff(state))
 
     async def run(self, fn: Callable[[], Awaitable[T]], deadline: float) -> T:
         """Call `fn` until it succeeds, fails for good, runs out of tries, or the next wait

@@ -179,6 +179,7 @@ class LuckyStream:
         self._check_finish = check_finish
         self._hidden_params: dict[str, Any] = {}
         state.finalizer = weakref.finalize(self, _abandoned, state)
+        state.finalizer.atexit = False  # at interpreter exit there is nothing left to give back
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._iterate()

@@ -378,3 +378,17 @@ def test_the_provider_target_cache_is_bounded():
     for i in range(MAX_CACHED_TARGETS + 10):
         table.target_for(f"openai/model-{i}")
     assert len(table._targets) <= MAX_CACHED_TARGETS
+
+
+def test_a_reservation_is_capped_at_what_the_rest_of_the_budget_can_buy():
+    from lucky_litellm.pricing import Estimate, fit_budget
+
+    cheap, dear = Estimate(0.001, 1e-6, 10_000, True), Estimate(0.002, 2e-6, 10_000, True)
+    amount, cap = fit_budget([cheap, dear], together=False, remaining=1.0, capped=False)
+    assert (amount, cap) == (pytest.approx(0.022), None)  # one answer paid: the dearer model's worst
+    amount, cap = fit_budget([cheap, dear], together=True, remaining=1.0, capped=False)
+    assert (amount, cap) == (pytest.approx(0.033), None)  # a race may pay for both
+    amount, cap = fit_budget([cheap, dear], together=True, remaining=0.006, capped=False)
+    assert cap == 1000 and amount == pytest.approx(0.006)  # 0.003 prompt + 1000 * 3e-6
+    assert fit_budget([cheap, dear], together=True, remaining=0.006, capped=True) is None  # max_tokens set
+    assert fit_budget([cheap, dear], together=False, remaining=0.001, capped=False) is None

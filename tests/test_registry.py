@@ -180,3 +180,25 @@ def test_attempt_timeout_is_read_from_experiments_and_tiers(make_models):
     assert models.resolve("user:u:x").describe()["attempt_timeout_ms"] == 250
     assert models.resolve("tier:medium").attempt_timeout_s == 1.5
     assert models.resolve("tier:nano").attempt_timeout_s is None
+
+
+def test_resolve_shows_the_derived_attempt_budget(models):
+    models.load_user_config(
+        "u",
+        {
+            "experiments": {
+                "x": {
+                    "strategy": "fallback",
+                    "providers": ["openai/gpt-4.1-mini", "openai/gpt-4.1-nano"],
+                    "timeout": 2000,
+                }
+            }
+        },
+    )
+    assert models.resolve("user:u:x").describe()["attempt_budget"] == (
+        "an equal share of the time left per model (1000 ms for the first)"
+    )
+    assert (
+        models.resolve("openai/gpt-4.1-mini").call_budget_s
+        == models.resolve("openai/gpt-4.1-mini").timeout_s / 2
+    )

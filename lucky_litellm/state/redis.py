@@ -15,7 +15,7 @@ CLI and for the *syncer*, a daemon thread that keeps this process in step with R
 
 The syncer's calls have short socket timeouts (`SOCKET_TIMEOUT_S`) and no retries; while the
 process serves requests it also pings Redis every 0.1 s, so a dead or paused Redis is noticed
-within about a third of a second. The request path does not use a tight socket timeout of its
+within about 0.6 s. The request path does not use a tight socket timeout of its
 own: on a busy event loop a reply can wait in the loop's queue longer than any sensible timeout,
 and that must not pass for an outage. Instead an awaited Redis call ends when it is answered or
 when the syncer declares the outage (waking every waiting call at once), with `ASYNC_TIMEOUT_S`
@@ -63,8 +63,9 @@ REFRESH_S = 0.3
 """How old the cached flags may get before the syncer reads them again."""
 RECONNECT_EVERY_S = 0.5
 """During an outage, how often the syncer tries Redis again."""
-SOCKET_TIMEOUT_S = 0.25
-"""Connect and read timeout of the syncer's (and the CLI's) calls."""
+SOCKET_TIMEOUT_S = 0.5
+"""Connect and read timeout of the syncer's (and the CLI's) calls: how long Redis may take to
+answer before it counts as down (a loaded machine must not pass for an outage)."""
 ASYNC_TIMEOUT_S = 2.0
 """Last bound on an awaited call; outages normally end waiting calls sooner (see above)."""
 HEARTBEAT_S = 1.0
@@ -295,6 +296,8 @@ class RedisConnection:
             except self.outage_errors as exc:
                 self.mark_down(exc)
                 return
+            except StateUnavailableError:
+                return  # still away (the step's call marked it so): try again later
             except Exception as exc:  # a bug or garbage in Redis must not kill the thread
                 logger.warning("state recovery step failed (%s)", exc)
             self._mark_up()

@@ -148,6 +148,12 @@ def server_of_url(url: Any) -> tuple[str | None, int | None]:
     hold credentials."""
     if not isinstance(url, str) or not url:
         return None, None
+    return _server_of_str(url)
+
+
+@functools.lru_cache(maxsize=256)
+def _server_of_str(url: str) -> tuple[str | None, int | None]:
+    """`server_of_url` for a string, cached: a target's api_base is parsed for every attempt."""
     try:
         parts = urlsplit(url)
         port = parts.port
