@@ -179,3 +179,28 @@ async def test_the_cache_does_not_store_streams(models, fake_upstream):
         stream = await models.complete("tier:medium", MESSAGES, stream=True)
         [chunk async for chunk in stream]
     assert fake_upstream.call_count() == 2
+
+
+def test_the_cache_shares_answers_across_registries_through_a_redis_state_store(fake_upstream):
+    """Two processes (here: two registries with their own loops) on one Redis share entries."""
+    import asyncio
+    import uuid
+
+    from lucky_litellm import Models
+    from lucky_litellm.state import state_from_url
+    from lucky_litellm.testing.redis_server import RedisServer
+
+    from .conftest import PLANTED_KEYS, upstream_config
+
+    with RedisServer() as server:
+        prefix = f"test-{uuid.uuid4().hex[:8]}:"
+        caches = []
+        for _ in range(2):
+            state = state_from_url(server.url, prefix=prefix)
+            models = Models(upstream_config(fake_upstream), state=state, environ=dict(PLANTED_KEYS))
+            caches.append(models.use(ResponseCache(state=state)))
+            answer = asyncio.run(models.complete("tier:medium", MESSAGES, temperature=0))
+            state.close()
+        assert fake_upstream.call_count() == 1
+        assert (caches[1].hits, routing_of(answer).cached) == (1, True)
+        assert answer.choices[0].message.content
