@@ -87,21 +87,7 @@ def test_rollout_percent_updates_the_store_and_refuses_bad_values(runner):
     assert result.exit_code == 1
 
 
-def test_demo_runs_offline_and_shows_every_strategy():
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    result = subprocess.run(
-        [sys.executable, "-m", "lucky_litellm.cli", "demo"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    for word in ("first", "race", "fallback", "consensus", "UnknownTierError"):
-        assert word in result.stdout
-
-
-def test_demo_is_readable_in_100_columns_without_litellm_banners():
+def test_demo_runs_offline_readable_in_100_columns_without_litellm_banners():
     """It used to start with two red litellm "Give Feedback" banners and print a 237-column
     table whose error cell was cut mid-word; it showed no votes, rollout or telemetry."""
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
@@ -121,6 +107,8 @@ def test_demo_is_readable_in_100_columns_without_litellm_banners():
     assert "Consensus votes" in output and "openai/gpt-4o-mini 'paris'" in output  # who voted for what
     assert "test user" in output and "legacy" in output and "inside the 25 %" in output  # rollout paths
     assert "lucky.complete" in output and "chat gpt-4.1-mini" in output  # span tree
+    for word in ("first", "race", "fallback", "consensus", "UnknownTierError"):  # every strategy, an error
+        assert word in output
 
 
 def test_complete_answers_through_litellm_and_prints_the_routing(runner, fake_upstream, tmp_path):
