@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import sys
 from typing import Any
 
@@ -65,7 +66,9 @@ async def _run(quick: bool) -> dict[str, Any]:
 
         results = await interleaved(calls, measure, rounds)
         rps = {name: [load.requests_per_s for load in loads] for name, loads in results.items()}
+        cpu = {name: [load.cpu_us_per_request for load in loads] for name, loads in results.items()}
         out[f"c{concurrency}"] = {
+            "cpu_us_per_call": {name: round(statistics.median(v), 1) for name, v in cpu.items()},
             "empty_chain/no_chain": round(paired_ratio(rps["empty_chain"], rps["no_chain"]), 3),
             "one_middleware/no_chain": round(paired_ratio(rps["one_middleware"], rps["no_chain"]), 3),
         }
@@ -76,6 +79,8 @@ def main(argv: list[str]) -> int:
     result = asyncio.run(_run("--quick" in argv))
     print(json.dumps(result, indent=2))
     met = all(r["empty_chain/no_chain"] >= EMPTY_CHAIN_TARGET for r in result.values())
+    # an empty chain runs the same code as no chain plus one truthiness test, so on a loaded
+    # machine the ratio is noise around 1.0: compare it with one_middleware/no_chain
     print(f"empty chain within 2 % of no chain: {'PASS' if met else 'FAIL'}")
     return 0
 
