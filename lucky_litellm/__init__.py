@@ -9,11 +9,11 @@ Importing the package is cheap: litellm is imported on the first call, and the m
 the public names below are loaded when a name is first used.
 """
 
-from __future__ import annotations
-
-import importlib
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+from collections.abc import Mapping as _Mapping
+from collections.abc import Sequence as _Sequence
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from .errors import (
     AllModelsFailedError,
@@ -26,6 +26,7 @@ from .errors import (
     EmptyAnswerError,
     IncompleteStreamError,
     LuckyError,
+    MiddlewareError,
     ModelSpecError,
     NoModelsAvailableError,
     ProviderDisabledError,
@@ -37,7 +38,7 @@ from .errors import (
 from .routing import Attempt, Routing, routing_of
 from .spec import ModelSpec, parse_spec
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from .alerts import CostAlert
     from .config import (
         ExperimentConfig,
@@ -98,6 +99,7 @@ __all__ = [
     "IncompleteStreamError",
     "LuckyError",
     "LuckyStream",
+    "MiddlewareError",
     "ModelResult",
     "ModelSpec",
     "ModelSpecError",
@@ -131,31 +133,32 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'lucky_litellm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(_importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    """Only the public API: helpers, submodules and typing names imported here are not part of it."""
+    return sorted(__all__)
 
 
-async def complete(spec: str, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> Any:
+async def complete(spec: str | None, messages: _Sequence[_Mapping[str, _Any]], **kwargs: _Any) -> _Any:
     """Run `spec` on the default registry; returns litellm's `ModelResponse` (or a stream).
 
-    Keyword arguments are litellm's (`temperature`, `max_tokens`, `stream`, ...) plus
-    `user_id` and `request_id`.
+    `spec=None` runs the registry's `defaultTier`. Keyword arguments are litellm's (`temperature`,
+    `max_tokens`, `stream`, ...) plus `user_id` and `request_id`.
     """
     from .registry import default_models
 
     return await default_models().complete(spec, messages, **kwargs)
 
 
-def complete_sync(spec: str, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> Any:
+def complete_sync(spec: str | None, messages: _Sequence[_Mapping[str, _Any]], **kwargs: _Any) -> _Any:
     """`complete` for synchronous code."""
     from .registry import default_models
 

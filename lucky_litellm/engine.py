@@ -146,6 +146,8 @@ class Lease:
             models.config.defaults.max_concurrent
         )
         self.cost_limit = user_config.defaults.cost_limit if user_config else None
+        # trackCost: false turns pricing off, except where a budget needs it
+        self.track_cost = models.config.track_cost or self.cost_limit is not None
 
         call_kwargs: dict[str, Any] = {**plan.params, **(kwargs or {})}
         call_kwargs.setdefault("num_retries", 0)
@@ -342,6 +344,9 @@ class Lease:
         self._settled = True
         routing = self.routing
         try:
+            if not self.track_cost:
+                for attempt in routing.attempts:
+                    attempt.cost_usd = 0.0
             routing.cost_usd = sum(attempt.cost_usd for attempt in routing.attempts)
             self._settle_spend()
         finally:

@@ -22,7 +22,8 @@ from provider problems ("the models failed"), as pydantic-ai does with `UserErro
     ├── StrategyTimeoutError (also TimeoutError)   the experiment deadline expired
     ├── AttemptTimeoutError (also TimeoutError)    one call outlived its attemptTimeout (transient)
     ├── IncompleteStreamError                 the upstream cut a stream before it finished
-    └── EmptyAnswerError                      a 200 without choices: counts as a failed attempt
+    ├── EmptyAnswerError                      a 200 without choices: counts as a failed attempt
+    └── MiddlewareError                       a middleware raised; names it, carries the cause
 
 Messages never contain API keys: `redact` scrubs anything that looks like one before it is
 stored in an error.
@@ -365,3 +366,14 @@ class EmptyAnswerError(LuckyError):
     def __init__(self, model: str) -> None:
         self.model = model
         super().__init__(f"{model!r} answered without any choice (empty `choices`)")
+
+
+class MiddlewareError(LuckyError):
+    """A middleware (`Models.use`, ``middleware:``) raised instead of answering; `name` says which.
+
+    Errors of the request itself (a budget, every model failing) pass through middleware unchanged:
+    only what a middleware raises on its own account is wrapped, with the original as `__cause__`."""
+
+    def __init__(self, name: str, error: BaseException) -> None:
+        self.name = name
+        super().__init__(f"middleware {name!r} failed: {type(error).__name__}: {error}")

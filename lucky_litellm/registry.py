@@ -13,15 +13,18 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .alerts import CostAlerts
 from .config import ModelsConfig, UserConfig, load_models_config, load_user_config, validate_models_config
 from .config.resolve import check_user_config
 from .engine import Lease, is_warm, start_warm_up, warm_up
 from .errors import (
+    ConfigError,
+    ConfigIssue,
     NoModelsAvailableError,
     UnknownExperimentError,
+    UnknownTierError,
     UnknownUserError,
 )
 from .limits import ConcurrencyLimiter
@@ -32,7 +35,17 @@ from .state import FlagState, State, state_from_url
 from .stats import Stats
 from .sync import run_sync
 from .telemetry import Telemetry, capture_from_env
-from .tiers import TierTable, build_tier_config
+from .tiers import (
+    _REVERSE_PREFERENCE,
+    DEFAULT_MODELS,
+    TierResolver,
+    TierTable,
+    build_tier_config,
+    get_default_tier_name,
+)
+
+if TYPE_CHECKING:
+    from .middleware import Middleware
 
 __all__ = ["Models", "create_models", "default_models", "set_default_models"]
 
@@ -47,6 +60,8 @@ class _Snapshot:
     tiers: TierTable
     plans: dict[str, Plan] = field(default_factory=dict, compare=False)
     """Resolved `model` and `tier:` specs: a snapshot never changes, so neither do they."""
+    auto_tiers: dict[str, str] = field(default_factory=dict, compare=False)
+    """`autoTier`: concrete spec -> the ``tier:`` spec it runs as on the rollout's registry path."""
     user_plans: dict[str, tuple[UserConfig, Plan]] = field(default_factory=dict, compare=False)
     """Resolved `user:` specs with the user config they were built from; valid while that config
     is still the user's current one (`load_user_config` replaces it, which retires the entry)."""
@@ -72,6 +87,8 @@ class Models:
         self._environ = environ
         providers = ProviderTable.build(self._config, environ)
         self._snapshot = _Snapshot(providers, build_tier_config(config=self._config, providers=providers))
+        self._default_spec = _default_spec(self._config, self._snapshot.tiers)
+        self._middleware: tuple[Middleware, ...] = _configured_middleware(self._config)
         self._users: dict[str, UserConfig] = {}
         self._update_lock = threading.Lock()
         rollout = self._config.rollout
@@ -116,6 +133,11 @@ class Models:
     @property
     def tiers(self) -> TierTable:
         return self._snapshot.tiers
+
+    @property
+    def default_spec(self) -> str:
+        """What a call without a spec runs: ``tier:<defaultTier>``, else the ``default`` tier."""
+        return self._default_spec
 
     def load_user_config(
         self, user_id: str, source: str | os.PathLike[str] | Mapping[str, Any] | UserConfig
@@ -189,6 +211,28 @@ class Models:
                 snapshot.user_plans.clear()
             snapshot.user_plans[raw] = (user_config, plan)
         return plan
+
+    def registry_spec(self, spec: str | ModelSpec) -> str:
+        """The spec a call runs on the rollout's registry path: with `autoTier` (the default), a
+        concrete model that a tier maps to becomes that tier (``openai/gpt-4.1-mini`` ->
+        ``tier:medium``), so code written for one model gets the tier's strategy and the active
+        provider during the migration. Anything else is returned unchanged."""
+        raw = spec.raw if isinstance(spec, ModelSpec) else spec
+        if not self._config.rollout.auto_tier:
+            return raw
+        snapshot = self._snapshot
+        resolved = snapshot.auto_tiers.get(raw)
+        if resolved is None:
+            resolved = TierResolver(snapshot.tiers).resolve_model_spec(raw)
+            if resolved == raw and parse_spec(raw).kind == "model":
+                # a model of another provider's tier table: old code names openai models while the
+                # active provider is another one; the tier's model of the active provider answers
+                tier = _tier_of_any_provider(raw, self._config, snapshot.tiers)
+                resolved = raw if tier is None else f"tier:{tier}"
+            if len(snapshot.auto_tiers) >= _MAX_CACHED_PLANS:
+                snapshot.auto_tiers.clear()
+            snapshot.auto_tiers[raw] = resolved
+        return resolved
 
     def legacy_target(self, spec: str | ModelSpec, *, user_id: str | None = None) -> Target:
         """The one concrete model a spec stands for on the legacy path: a tier's model, an
@@ -293,7 +337,7 @@ class Models:
 
     async def complete(
         self,
-        spec: str | ModelSpec,
+        spec: str | ModelSpec | None,
         messages: Sequence[Mapping[str, Any]],
         *,
         user_id: str | None = None,
@@ -304,7 +348,10 @@ class Models:
         """Run `spec` and return litellm's `ModelResponse` (or a `LuckyStream` for `stream=True`).
 
         `api_key` / `api_base` passed here switch a provider on for this call, as with
-        `litellm.acompletion`, even when the environment has no key for it."""
+        `litellm.acompletion`, even when the environment has no key for it. `spec=None` runs
+        `defaultTier`."""
+        if spec is None:
+            spec = self._default_spec
         if not is_warm():  # resolving may ask litellm about a model: never import it on the loop
             await warm_up()
         if kwargs.get("api_key") is not None or kwargs.get("api_base") is not None:
@@ -316,17 +363,32 @@ class Models:
         )
 
     def complete_sync(
-        self, spec: str | ModelSpec, messages: Sequence[Mapping[str, Any]], **kwargs: Any
+        self, spec: str | ModelSpec | None, messages: Sequence[Mapping[str, Any]], **kwargs: Any
     ) -> Any:
         """`complete` for synchronous code (not for streams; use `complete` from async code)."""
         if kwargs.get("stream"):
             raise ValueError("complete_sync does not stream; use `await complete(..., stream=True)`")
         return run_sync(self.complete(spec, messages, **kwargs))
 
-    def model(self, spec: str, **defaults: Any) -> Any:
-        """A callable bound to `spec` (and default kwargs): `await models.model("tier:fast")(messages)`."""
+    def model(self, spec: str | None = None, **defaults: Any) -> Any:
+        """A callable bound to `spec` (and default kwargs): `await models.model("tier:fast")(messages)`.
+        Without a spec it is bound to `defaultTier`."""
+        if spec is None:
+            spec = self._default_spec
         self.resolve(spec, user_id=defaults.get("user_id"))
         return functools.partial(self.complete, spec, **defaults)
+
+    def use(self, middleware: Middleware) -> Middleware:
+        """Append `middleware` (``async def mw(request, call_next)``) to the chain run around every
+        request; the first added runs outermost. Returns it, so it also works as a decorator."""
+        if not callable(middleware):
+            raise TypeError(f"middleware must be callable, got {type(middleware).__name__}")
+        self._middleware = (*self._middleware, middleware)
+        return middleware
+
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        return self._middleware
 
     async def run_plan(
         self,
@@ -339,7 +401,18 @@ class Models:
         rollout_path: str = "registry",
         **kwargs: Any,
     ) -> Any:
-        """Run a resolved plan under one request lease (see `engine.Lease`)."""
+        """Run a resolved plan under one request lease (see `engine.Lease`), through the
+        middleware chain if there is one."""
+        if self._middleware:
+            return await self._run_chain(
+                plan,
+                messages,
+                user_id=user_id,
+                request_id=request_id,
+                stream=stream,
+                rollout_path=rollout_path,
+                kwargs=kwargs,
+            )
         lease = Lease(
             self,
             plan,
@@ -352,6 +425,44 @@ class Models:
         )
         async with lease:
             return await lease.execute()
+
+    async def _run_chain(
+        self,
+        plan: Plan,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        user_id: str | None,
+        request_id: str | None,
+        stream: bool,
+        rollout_path: str,
+        kwargs: dict[str, Any],
+    ) -> Any:
+        from .middleware import Request, run_chain
+
+        async def endpoint(request: Request) -> Any:
+            lease = Lease(
+                self,
+                request.plan,
+                request.messages,
+                user_id=request.user_id,
+                request_id=request.request_id,
+                stream=request.stream,
+                rollout_path=rollout_path,
+                kwargs=request.kwargs,
+            )
+            async with lease:
+                return await lease.execute()
+
+        request = Request(
+            spec=plan.spec,
+            plan=plan,
+            messages=list(messages),
+            kwargs=dict(kwargs),
+            user_id=user_id,
+            request_id=request_id,
+            stream=stream,
+        )
+        return await run_chain(self._middleware, request, endpoint)
 
     async def warm_up(self) -> None:
         """Load litellm and its tokenizer now (off the event loop), not on the first request.
@@ -369,6 +480,46 @@ class Models:
     def stats(self) -> dict[str, Any]:
         """Per model and per user: calls, errors, latency percentiles, tokens, cost, budget use."""
         return self._stats.snapshot(spent=self.state.spent)
+
+
+def _configured_middleware(config: ModelsConfig) -> tuple[Middleware, ...]:
+    """Import the ``middleware:`` entries now: a typo fails when the registry is built."""
+    if not config.middleware:
+        return ()
+    from .middleware import load_middleware
+
+    chain: list[Middleware] = []
+    issues: list[ConfigIssue] = []
+    for index, dotted in enumerate(config.middleware):
+        try:
+            chain.append(load_middleware(dotted))
+        except Exception as exc:
+            issues.append(ConfigIssue(f"middleware.{index}", str(exc)))
+    if issues:
+        raise ConfigError(issues, "invalid models config")
+    return tuple(chain)
+
+
+def _default_spec(config: ModelsConfig, tiers: TierTable) -> str:
+    """``tier:<defaultTier>``, checked now: a typo must fail when the registry is built, not per call."""
+    if config.default_tier is None:
+        return f"tier:{get_default_tier_name()}"
+    try:
+        tiers.get(config.default_tier)
+    except UnknownTierError as exc:
+        raise ConfigError([ConfigIssue("defaultTier", str(exc))], "invalid models config") from None
+    return f"tier:{config.default_tier}"
+
+
+def _tier_of_any_provider(raw: str, config: ModelsConfig, tiers: TierTable) -> str | None:
+    """The tier that `raw` fills in some provider's tier table (built-in or configured)."""
+    tables = [*DEFAULT_MODELS.values(), *(cfg.models for cfg in config.providers.values() if cfg.models)]
+    known = set(tiers.known())
+    order = [*(t for t in _REVERSE_PREFERENCE if t in known), *sorted(known - set(_REVERSE_PREFERENCE))]
+    for tier in order:
+        if any(table.get(tier) == raw for table in tables):
+            return tier
+    return None
 
 
 def _seconds(ms: float | None) -> float | None:

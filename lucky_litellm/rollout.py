@@ -26,8 +26,9 @@ administrative and synchronous (one Redis round trip); call them off the event l
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .bucketing import Decision, RolloutPolicy
@@ -45,6 +46,7 @@ __all__ = [
     "decide",
     "disable_models",
     "enable_models",
+    "get_model",
     "is_enabled_for",
     "remove_test_user",
     "rollout_status",
@@ -125,14 +127,47 @@ class Rollout:
         request_id: str | None = None,
         **kwargs: Any,
     ) -> Any:
-        """The registry path or the legacy path, as the flags decide for `user_id`."""
+        """The registry path or the legacy path, as the flags decide for `user_id`.
+
+        On the registry path a concrete model that a tier maps to runs as that tier (`autoTier`);
+        the legacy path keeps the concrete model."""
         decision = self.decide(user_id)
         if decision.path == "registry":
-            plan = self.models.resolve(spec, user_id=user_id)
-            return await self.models.run_plan(
-                plan, messages, user_id=user_id, request_id=request_id, rollout_path="registry", **kwargs
+            return await self.registry_complete(
+                spec, messages, user_id=user_id, request_id=request_id, **kwargs
             )
         return await self.legacy_complete(spec, messages, user_id=user_id, request_id=request_id, **kwargs)
+
+    def get_model(
+        self, model: str, *, user_id: str | None = None, request_id: str | None = None, **defaults: Any
+    ) -> Callable[..., Awaitable[Any]]:
+        """An awaitable callable bound to the path decided now for `user_id` (the wrapper's
+        ``getModel``): ``await rollout.get_model("openai/gpt-4.1-mini", user_id=u)(messages)``.
+
+        The decision is taken once, so every call through it takes the same path even if the flags
+        change meanwhile; the spec is checked now, so a typo fails here rather than per call."""
+        if self.decide(user_id).path == "registry":
+            self.models.resolve(self.models.registry_spec(model), user_id=user_id)
+            run = self.registry_complete
+        else:
+            self.models.legacy_target(model, user_id=user_id)
+            run = self.legacy_complete
+        return functools.partial(run, model, user_id=user_id, request_id=request_id, **defaults)
+
+    async def registry_complete(
+        self,
+        spec: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        user_id: str | None = None,
+        request_id: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """The registry path: tiers, experiments, strategies, with `autoTier` applied."""
+        plan = self.models.resolve(self.models.registry_spec(spec), user_id=user_id)
+        return await self.models.run_plan(
+            plan, messages, user_id=user_id, request_id=request_id, rollout_path="registry", **kwargs
+        )
 
     async def legacy_complete(
         self,
@@ -242,6 +277,13 @@ def rollout_status() -> dict[str, Any]:
 
 async def complete(spec: str, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> Any:
     return await _rollout().complete(spec, messages, **kwargs)
+
+
+def get_model(
+    model: str, *, user_id: str | None = None, request_id: str | None = None, **defaults: Any
+) -> Callable[..., Awaitable[Any]]:
+    """`Rollout.get_model` on the default registry: a callable bound to the decided path."""
+    return _rollout().get_model(model, user_id=user_id, request_id=request_id, **defaults)
 
 
 def complete_sync(spec: str, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> Any:

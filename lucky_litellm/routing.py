@@ -69,6 +69,8 @@ class Routing:
     votes: dict[str, int] | None = None
     agreement: float | None = None
     answers: dict[str, str] | None = None
+    cached: bool = False
+    """Answered by a cache middleware (`lucky_litellm.middleware.cache`): no model was called."""
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -65,9 +65,25 @@ def check_file(path: Path, registry: Path | None = None) -> FileReport:
         check_user_config(load_user_config(path), *tables)
         return FileReport(kind)
     if kind == "models":
-        check_models_config(load_models_config(path))
-        return FileReport(kind)
+        config = load_models_config(path)
+        check_models_config(config)
+        return FileReport(kind, _tracking_notes(config))
     return FileReport(kind, check_proxy_config(data, lines))
+
+
+def _tracking_notes(config: Any) -> list[str]:
+    """`trackCost: false` does not apply to users with a budget: say so rather than surprise."""
+    from .config import load_user_config
+
+    if config.track_cost:
+        return []
+    notes = []
+    for user_id, entry in config.users.items():
+        if load_user_config(entry).defaults.cost_limit is not None:
+            notes.append(
+                f"users.{user_id}: costLimit forces cost accounting on for this user (trackCost is off)"
+            )
+    return notes
 
 
 def check_proxy_config(data: Mapping[str, Any], lines: LineMap) -> list[str]:

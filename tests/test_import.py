@@ -24,3 +24,24 @@ def test_public_names_resolve_without_importing_litellm():
         "print('litellm' in sys.modules)"
     )
     assert _run(code) == "False"
+
+
+def test_dir_lists_exactly_the_public_api():
+    code = "import lucky_litellm as ll\nprint(dir(ll) == sorted(ll.__all__))"
+    assert _run(code) == "True"
+
+
+def test_public_namespace_has_no_helper_or_typing_names():
+    code = "import lucky_litellm as ll\nprint(' '.join(dir(ll)))"
+    names = set(_run(code).split())
+    leaked = {"Any", "Mapping", "Sequence", "TYPE_CHECKING", "annotations", "importlib", "errors", "spec"}
+    assert names.isdisjoint(leaked)
+
+
+def test_every_name_in_all_resolves_without_importing_litellm():
+    code = (
+        "import sys, lucky_litellm as ll\n"
+        "missing = [n for n in ll.__all__ if not hasattr(ll, n)]\n"
+        "print(missing, 'litellm' in sys.modules)"
+    )
+    assert _run(code) == "[] False"

@@ -58,6 +58,7 @@ tiers:
 defaults:
   timeout: 20000
   retries: 0
+middleware: [lucky_litellm.middleware.pii:redact_pii]
 rollout:
   enabled: true
   percent: 0
@@ -355,6 +356,23 @@ def test_plain_model_through_a_lucky_group(proxy: Proxy, upstream: FakeUpstream)
     assert response.choices[0].message.content == "answer from plain-z"
     assert headers["x-lucky-route"] == "engine"
     assert headers["x-lucky-strategy"] == "first"
+
+
+def test_a_concrete_model_of_a_tier_runs_as_that_tier_on_the_registry_path(
+    proxy: Proxy, upstream: FakeUpstream
+) -> None:
+    _, headers = create(proxy, "local/nano-a", user="alice")  # autoTier: nano is a race
+    assert (headers["x-lucky-spec"], headers["x-lucky-strategy"]) == ("tier:nano", "race")
+    assert headers["x-lucky-rollout-path"] == "registry"
+
+
+def test_middleware_of_models_yaml_runs_on_the_engine_route(proxy: Proxy, upstream: FakeUpstream) -> None:
+    message: ChatCompletionMessageParam = {"role": "user", "content": "write to jane@example.com"}
+    raw = client(proxy).chat.completions.with_raw_response.create(
+        model="tier:nano", messages=[message], user="alice"
+    )
+    assert raw.headers["x-lucky-route"] == "engine"
+    assert {call.body["messages"][0]["content"] for call in upstream.calls} == {"write to [EMAIL]"}
 
 
 def test_plain_deployment_is_left_alone(proxy: Proxy, upstream: FakeUpstream) -> None:

@@ -195,12 +195,13 @@ def console_steps(text: str) -> list[tuple[str, str]]:
 
 
 SHIPPED_PATH = re.compile(r"(?<![\w/.-])((?:configs|examples|benchmarks|tests|lucky_litellm)/[\w./-]*\w)")
+WRITTEN_BY_RUNS = {"benchmarks/results.partial.json"}  # output of partial bench runs, gitignored
 
 
 @pytest.mark.parametrize("document", DOCUMENTS)
 def test_every_file_the_readme_names_is_shipped(document: str) -> None:
     text = (ROOT / document).read_text(encoding="utf-8")
     base = ROOT / Path(document).parent
-    named = {match.group(1) for match in SHIPPED_PATH.finditer(text)}
+    named = {match.group(1) for match in SHIPPED_PATH.finditer(text)} - WRITTEN_BY_RUNS
     missing = [path for path in sorted(named) if not (ROOT / path).exists() and not (base / path).exists()]
     assert not missing, f"{document} names files that are not shipped: {missing}"

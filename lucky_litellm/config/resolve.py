@@ -81,6 +81,11 @@ def check_models_config(config: ModelsConfig, environ: Mapping[str, str] | None 
     the strategy ignores), and every user config, loaded and resolved. One `ConfigError` for all."""
     providers, tiers = registry_tables(config, environ)
     issues: list[ConfigIssue] = []
+    if config.default_tier is not None:
+        try:
+            tiers.get(config.default_tier)
+        except UnknownTierError as exc:
+            issues.append(ConfigIssue("defaultTier", str(exc)))
     for entry in config.users.values():
         try:
             check_user_config(load_user_config(entry), providers, tiers)

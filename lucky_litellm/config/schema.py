@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar, Uni
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -356,6 +357,9 @@ class RolloutConfig(StrictModel):
     """Mixed into the bucketing hash; change it to reshuffle who is in the percentage."""
     state_url: str | None = None
     """Where flags live across processes (``redis://127.0.0.1:6379/0``); env LUCKY_STATE_URL wins."""
+    auto_tier: bool = True
+    """On the registry path, a concrete model that a tier maps to runs as that tier (its strategy
+    and the active provider apply); the legacy path keeps the concrete model."""
 
     @field_validator("state_url")
     @classmethod
@@ -439,7 +443,20 @@ class ModelsConfig(StrictModel):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
-    performance_tracking: bool = True
+    performance_tracking: bool = Field(
+        default=True,
+        validation_alias=AliasChoices(
+            "trackPerformance", "track_performance", "performanceTracking", "performance_tracking"
+        ),
+    )
+    """Record per-model latency and cost in `Models.stats()` (``trackPerformance``)."""
+    track_cost: bool = True
+    """Price every answer (`routing.cost_usd`, stats, cost alerts). Off: answers carry no cost, except
+    for users with a ``costLimit``, whose budget needs it."""
+    default_tier: TierName | None = None
+    middleware: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(default_factory=list)
+    """Importable middleware (``package.module:name``), run in order around every request."""
+    """The tier a call without a spec runs (``complete(None, ...)``, ``models.model()``)."""
 
     @field_validator("aliases")
     @classmethod

@@ -104,6 +104,8 @@ class RequestContext(dict[str, Any]):
             check_access(self.identity(), spec.user_id)
             owner = spec.user_id
         decision = Rollout(models).decide(owner)
+        if decision.path == "registry":  # autoTier: a concrete model a tier maps to runs as the tier
+            spec = parse_spec(models.registry_spec(spec))
         self.update(spec=spec.raw, owner=owner, rollout_path=decision.path, rollout_reason=decision.reason)
         plan = models.resolve(spec, user_id=owner)
         if decision.path == "legacy":
