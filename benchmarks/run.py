@@ -31,6 +31,7 @@ from benchmarks import (
     bench_hedging,
     bench_import,
     bench_memory,
+    bench_middleware,
     bench_overhead,
     bench_proxy,
     bench_state,
@@ -53,6 +54,7 @@ BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "proxy": bench_proxy.run,
     "state": bench_state.run,
     "config": bench_config.run,
+    "middleware": bench_middleware.run,
 }
 
 
@@ -165,6 +167,15 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                 None,
             )
         )
+    middleware = results.get("middleware")
+    if middleware:
+        for level, data in middleware.items():
+            if not isinstance(data, dict):  # "seconds", added by the runner
+                continue
+            ratio = data["empty_chain/no_chain"]
+            target = bench_middleware.EMPTY_CHAIN_TARGET
+            measure = f"empty middleware chain / no chain, {level}"
+            rows.append((measure, f"{ratio:.3f}", f">= {target}", ratio >= target))
     return rows
 
 

@@ -81,3 +81,14 @@ async def test_a_model_of_another_providers_tier_runs_as_that_tier_with_the_acti
     routing = routing_of(response)
     assert routing.spec == "tier:medium"
     assert routing.winner is not None and routing.winner.startswith("groq/")
+
+
+async def test_the_tier_chosen_for_a_concrete_model_is_on_the_request_span(fake_upstream):
+    from .test_telemetry import _traced
+
+    traced = _traced()
+    config = upstream_config(fake_upstream, tiers=RACE_MEDIUM, rollout={"percent": 0, "testUsers": ["on"]})
+    rollout = Rollout(Models(config, environ=dict(PLANTED_KEYS), telemetry=traced.telemetry))
+    await rollout.complete("openai/gpt-4.1-mini", MESSAGES, user_id="on")
+    attributes = traced.span("lucky.complete").attributes or {}
+    assert (attributes["lucky.spec"], attributes["lucky.strategy"]) == ("tier:medium", "race")
