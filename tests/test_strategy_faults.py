@@ -136,8 +136,10 @@ async def test_consensus_decides_once_a_majority_agrees_and_cancels_the_rest(mod
     assert [a.outcome for a in routing.attempts] == ["won", "won", "cancelled"]
     assert routing.agreement == pytest.approx(2 / 3)
     assert lucky_tasks() == set()
+    # the hung voter's request is closed, not left hanging (newer litellm may cancel it before it
+    # was even sent: then the upstream never saw it)
     await fake_upstream.await_idle(timeout=5)
-    assert fake_upstream.cancelled_count("gpt-4o-mini") == 1
+    assert fake_upstream.cancelled_count("gpt-4o-mini") == fake_upstream.call_count("gpt-4o-mini")
 
 
 async def test_consensus_gives_up_as_soon_as_no_group_can_reach_quorum(models, fake_upstream):
