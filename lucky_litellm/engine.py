@@ -86,7 +86,10 @@ def start_warm_up() -> concurrent.futures.Future[None]:
                     logger.warning("warming up litellm failed: %s", type(exc).__name__)
                 future.set_result(None)
 
-            threading.Thread(target=run, name="lucky-litellm-warm-up", daemon=True).start()
+            # not a daemon: a process that exits while litellm is still importing would freeze this
+            # thread holding the import lock, and litellm's client finalizers (which import) would
+            # then deadlock the interpreter's shutdown; exiting waits for the import instead
+            threading.Thread(target=run, name="lucky-litellm-warm-up", daemon=False).start()
             _warm = future
         return _warm
 

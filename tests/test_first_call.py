@@ -33,3 +33,25 @@ def test_first_call_of_a_process_gets_its_whole_deadline(fake_upstream: FakeUpst
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "local/llama3.2"
+
+
+def test_the_warm_up_thread_is_joined_at_exit_not_frozen_holding_the_import_lock(monkeypatch) -> None:
+    """Regression: as a daemon, a CLI that failed fast exited mid-import, and litellm's client
+    finalizers then deadlocked the interpreter's shutdown on the import lock (1 run in 6)."""
+    import threading
+
+    from lucky_litellm import engine
+
+    started: list[threading.Thread] = []
+    real_start = threading.Thread.start
+
+    def record(thread: threading.Thread) -> None:
+        started.append(thread)
+        real_start(thread)
+
+    monkeypatch.setattr(engine, "_warm", None)
+    monkeypatch.setattr(engine, "_load", lambda: None)
+    monkeypatch.setattr(threading.Thread, "start", record)
+    engine.start_warm_up().result(timeout=5)
+    [warm_up] = [thread for thread in started if thread.name == "lucky-litellm-warm-up"]
+    assert not warm_up.daemon
