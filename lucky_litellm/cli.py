@@ -413,12 +413,14 @@ def rollout() -> None:
     using that store sees a change within a second. Without it, flags live in each process only."""
 
 
-def _print_status() -> None:
+def _print_status() -> bool:
+    """Print the flags; False when the store could not be read (they are not the shared ones)."""
     from . import rollout as flags
 
     status = flags.rollout_status()
     for key, value in status.items():
         click.echo(f"{key:>10}: {_cell(value)}")
+    return bool(status["reachable"])
 
 
 _LOCAL = click.option(
@@ -458,7 +460,11 @@ def rollout_status(ctx: click.Context) -> None:
     """Show the flags and the store they are read from."""
     with _user_errors():
         _models(ctx.find_root().obj["config"])
-        _print_status()
+        if not _print_status():
+            click.secho(
+                "error: the state store is unreachable: these are not the shared flags", fg="red", err=True
+            )
+            sys.exit(1)
 
 
 @rollout.command(name="enable")

@@ -103,12 +103,14 @@ class Rollout:
 
         store = self.store
         source = store.location
+        reachable = True
         try:
             flags = store.read()
         except StateUnavailableError as exc:
-            flags = store.current()
+            flags, reachable = store.current(), False
             source = f"{source}; unreachable ({exc}): showing this process's last known flags"
         return {
+            "reachable": reachable,
             "enabled": flags.enabled,
             "percent": flags.percent,
             "test_users": sorted(flags.test_users),

@@ -677,3 +677,16 @@ def test_rollout_status_says_where_it_reads_from(runner):
     result = runner.invoke(main, ["rollout", "status"])
     assert result.exit_code == 0
     assert "memory (this process only" in result.output
+
+
+def test_rollout_status_fails_when_the_shared_store_is_unreachable(runner, monkeypatch):
+    """Regression: it printed built-in defaults (`enabled: True, percent: 100`) and exited 0."""
+    from lucky_litellm.cli import main
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("LUCKY_STATE_URL", f"redis://127.0.0.1:{port}/0")
+    result = runner.invoke(main, ["rollout", "status"])
+    assert result.exit_code == 1
+    assert "reachable: False" in result.output and "unreachable" in result.output
