@@ -33,10 +33,12 @@ estimation of quantiles"). The two paths' intervals (each at alpha / 2) bound th
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from dataclasses import dataclass
 
-from .summary import Moments, PathSummary
+from .summary import Moments, PathSummary, latency_bucket_bounds
 
 __all__ = [
     "MIN_SAMPLES",
@@ -131,31 +133,22 @@ def quantile_bounds(summary: PathSummary, q: float, alpha: float) -> tuple[float
 
     None before `MIN_SAMPLES` latencies. `high` is infinite while too few calls lie above the
     quantile for any upper bound."""
-    total = summary.latency_count
+    hist = summary.latency
+    indexes = sorted(hist)
+    cumulative = list(itertools.accumulate(map(hist.__getitem__, indexes)))  # C loops: checked often
+    total = cumulative[-1] if cumulative else 0
     if total < MIN_SAMPLES:
         return None
     width = normal_mixture_halfwidth(q * (1 - q) / total, P95_TAU * P95_TAU, alpha)
     rank_mid = max(1, math.ceil(q * total))
     rank_low = math.floor(total * (q - width))
     rank_high = math.ceil(total * (q + width)) + 1
-    ranks = [rank_mid, max(rank_low, 1), rank_high]
-    found: list[tuple[float, float] | None] = [None, None, None]
-    seen = 0
-    for index, count in summary.iter_latency():
-        seen += count
-        for slot, rank in enumerate(ranks):
-            if found[slot] is None and seen >= rank:
-                found[slot] = _bounds(index)
-        if found[2] is not None:
-            break
-    mid = found[0] or (0.0, math.inf)
+
+    def bucket(rank: int) -> tuple[float, float]:
+        return latency_bucket_bounds(indexes[bisect.bisect_left(cumulative, rank)])
+
+    mid = bucket(rank_mid)
     estimate = math.sqrt(mid[0] * mid[1]) if mid[0] > 0 and math.isfinite(mid[1]) else mid[1]
-    low = 0.0 if rank_low < 1 or found[1] is None else found[1][0]
-    high = math.inf if rank_high > total or found[2] is None else found[2][1]
+    low = 0.0 if rank_low < 1 else bucket(rank_low)[0]
+    high = math.inf if rank_high > total else bucket(rank_high)[1]
     return estimate, low, high
-
-
-def _bounds(index: int) -> tuple[float, float]:
-    from .summary import latency_bucket_bounds
-
-    return latency_bucket_bounds(index)
