@@ -204,7 +204,7 @@ def resolve(
 @click.argument("prompt")
 @click.option("--user-id", help="Caller's user id (budget, concurrency, rollout).")
 @click.option("--user-config", type=click.Path(dir_okay=False), help="YAML experiments for the spec's user.")
-@click.option("--max-tokens", type=int, help="Passed to litellm.")
+@click.option("--max-tokens", type=click.IntRange(min=1), help="Passed to litellm.")
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),

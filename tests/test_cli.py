@@ -100,6 +100,12 @@ def test_a_command_that_fails_fast_exits_without_a_warm_up_warning():
     assert "warming up" not in result.stderr
 
 
+def test_complete_refuses_a_negative_max_tokens_before_calling_anyone(runner):
+    result = runner.invoke(main, ["complete", "tier:fast", "hi", "--max-tokens", "-5"])
+    assert result.exit_code == 2
+    assert "--max-tokens" in result.output
+
+
 def test_tiers_prints_a_table_with_prices(runner):
     result = runner.invoke(main, ["tiers"])
     assert result.exit_code == 0, result.output
