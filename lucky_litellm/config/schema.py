@@ -36,6 +36,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from ..errors import ConfigError, ModelSpecError
+from ..guard.policy import GuardPolicy
 from ..routing import routing_of
 from ..spec import parse_spec
 from .params import check_params, check_provider_params
@@ -479,6 +480,9 @@ class RolloutConfig(StrictModel):
     auto_tier: Switch = True
     """On the registry path, a concrete model that a tier maps to runs as that tier (its strategy
     and the active provider apply); the legacy path keeps the concrete model."""
+    guard: GuardPolicy | None = None
+    """Guarded rollout (``lucky-litellm rollout guard start``): stages, minimums, metric thresholds;
+    see `lucky_litellm.guard.policy`."""
 
     @field_validator("state_url")
     @classmethod
