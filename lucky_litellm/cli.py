@@ -425,11 +425,26 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     help="The shared state store, e.g. redis://127.0.0.1:6379/0 (env LUCKY_STATE_URL; else the "
     "models config's rollout.stateUrl).",
 )
-def rollout(state_url: str | None) -> None:
+@click.pass_context
+def rollout(ctx: click.Context, state_url: str | None) -> None:
     """Rollout flags in the shared store (LUCKY_STATE_URL=redis://...): every process and replica
     using that store sees a change within a second. Without it, flags live in each process only."""
-    if state_url:
-        os.environ["LUCKY_STATE_URL"] = state_url  # read when the registry is built
+    ctx.find_root().obj["state_url"] = state_url
+
+
+def _rollout_models(ctx: click.Context) -> Any:
+    """The registry of a rollout command, its state in the store `--state-url` names (if given)."""
+    root = ctx.find_root().obj
+    url = root.get("state_url")
+    if not url or os.environ.get("LUCKY_STATE_URL") == url:
+        return _models(root["config"])
+    from .config import ModelsConfig, load_models_config
+    from .registry import Models, set_default_models
+
+    config = load_models_config(Path(root["config"])) if root["config"] else ModelsConfig()
+    models = Models(config, environ={**os.environ, "LUCKY_STATE_URL": url})
+    set_default_models(models)
+    return models
 
 
 def _print_status() -> bool:
@@ -452,7 +467,7 @@ _LOCAL = click.option(
 def _change_flags(ctx: click.Context, local: bool, change: Callable[[], object]) -> None:
     """Apply a flag change to the shared store; refuse to pretend when there is none."""
     with _user_errors():
-        models = _models(ctx.find_root().obj["config"])
+        models = _rollout_models(ctx)
         shared = models.state.shared
         if not shared and not local:
             click.secho(
@@ -478,7 +493,7 @@ def _change_flags(ctx: click.Context, local: bool, change: Callable[[], object])
 def rollout_status(ctx: click.Context) -> None:
     """Show the flags and the store they are read from."""
     with _user_errors():
-        _models(ctx.find_root().obj["config"])
+        _rollout_models(ctx)
         if not _print_status():
             click.secho(
                 "error: the state store is unreachable: these are not the shared flags", fg="red", err=True
@@ -549,7 +564,7 @@ def rollout_history(ctx: click.Context, limit: int | None, as_json: bool) -> Non
     from .guard.control import guard_history
 
     with _user_errors():
-        models = _models(ctx.find_root().obj["config"])
+        models = _rollout_models(ctx)
         events = guard_history(models=models, limit=limit)
     if as_json:
         for event in events:
@@ -645,7 +660,7 @@ def guard_start(
         into.update({to_camel(str(key)): value for key, value in fields.items()})  # one spelling
 
     with _user_errors():
-        models = _models(ctx.find_root().obj["config"])
+        models = _rollout_models(ctx)
         raw: dict[str, Any] = {}
         source = None
         configured = getattr(models.config.rollout, "guard", None)
@@ -704,7 +719,7 @@ def guard_stop(ctx: click.Context, local: bool) -> None:
     from .guard.control import stop_guard
 
     with _user_errors():
-        models = _models(ctx.find_root().obj["config"])
+        models = _rollout_models(ctx)
         _require_shared(models, local)
         state = stop_guard(models=models)
         flags = models.state.flags.read()
@@ -729,7 +744,7 @@ def guard_status_command(ctx: click.Context, html_file: str | None, as_json: boo
     from .guard.report import render_html, render_terminal
 
     with _user_errors():
-        models = _models(ctx.find_root().obj["config"])
+        models = _rollout_models(ctx)
         report = guard_status(models=models)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))

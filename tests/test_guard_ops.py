@@ -5,6 +5,7 @@ HTTP to the fake upstream, real subprocesses)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -13,7 +14,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -110,10 +110,8 @@ async def test_calls_on_both_paths_are_recorded_with_outcome_latency_and_cost(st
     legacy_users, registry_users = users_on(rollout, "legacy", 4), users_on(rollout, "registry", 3)
 
     async def call(user: str) -> None:
-        try:
+        with contextlib.suppress(Exception):  # the legacy path's scripted failures
             await rollout.complete(SPEC, MESSAGES, user_id=user, max_retries=0)
-        except Exception:
-            pass  # the legacy path's scripted failures
 
     fake_upstream.script(LEGACY_MODEL, Behavior(latency_ms=40))
     await asyncio.gather(*(call(u) for u in legacy_users[:2] + registry_users))
@@ -189,6 +187,22 @@ def test_bad_feedback_is_a_typed_error_naming_the_argument(arguments, named):
         ll.feedback_sync(*arguments, models=Models({}, environ={}))
 
 
+def test_feedback_for_a_call_not_yet_pushed_follows_it_into_the_store(redis_server, prefix):
+    from lucky_litellm.guard.summary import CallObservation
+
+    state = state_from_url(redis_server.url, prefix=prefix)
+    try:
+        start_guard(NEVER, models=Models({}, environ={}, state=state))
+        recorder = state.guard.recording
+        assert recorder is not None
+        recorder.record(CallObservation("registry", True, 0.2, 0.001), "queued-1")
+        assert state.guard.add_feedback("queued-1", "score", 4.0) is True  # before any push
+        _, registry = counters(state)
+        assert registry.calls == 1 and registry.feedback["score"].total == 4.0
+    finally:
+        state.close()
+
+
 # -- decisions ------------------------------------------------------------------------------------
 
 
@@ -199,10 +213,8 @@ async def test_a_worse_registry_path_is_rolled_back_with_the_kill_switch(state, 
     legacy_users, registry_users = users_on(rollout, "legacy", 40), users_on(rollout, "registry", 40)
 
     async def call(user: str) -> None:
-        try:
+        with contextlib.suppress(Exception):  # the registry path's failures
             await rollout.complete(SPEC, MESSAGES, user_id=user, max_retries=0)
-        except Exception:
-            pass
 
     await asyncio.gather(*(call(u) for u in legacy_users + registry_users))
     if state.shared:
@@ -299,8 +311,9 @@ REPLICA = textwrap.dedent(
         while time.monotonic() < deadline:
             batch += 1
             users = [f"{name}-{batch}-{i}" for i in range(20)]
-            await asyncio.gather(*(rollout.complete("openai/gpt-4.1-mini", [{"role": "user", "content": "hi"}],
-                                                     user_id=u) for u in users))
+            messages = [{"role": "user", "content": "hi"}]
+            calls = (rollout.complete("openai/gpt-4.1-mini", messages, user_id=u) for u in users)
+            await asyncio.gather(*calls)
             if batch % 3 == 0 and not (await asyncio.to_thread(state.guard.read)).active:
                 break
         time.sleep(0.3)  # a last tick: a decision in flight lands
@@ -411,36 +424,38 @@ def cli(runner: CliRunner, *args: str, code: int = 0) -> str:
     return result.output
 
 
-def test_cli_start_status_stop_history_and_html(redis_server, prefix, tmp_path, fake_upstream):
-    runner = CliRunner(env={"LUCKY_STATE_URL": redis_server.url})
+def test_cli_start_status_stop_history_and_html(redis_server, tmp_path, fake_upstream):
     url = redis_server.url  # the CLI's default prefix: no other test of this module uses it
     policy = tmp_path / "policy.yaml"
     policy.write_text("stages: [10, 50, 100]\nminCalls: 50\nmetrics: {error_rate: +2pp}\n")
-    if True:
-        out = cli(runner, "--state-url", url, "guard", "start", "--policy", str(policy), "--threshold", "cost=+5%")
-        assert "stage 1 at 10 %" in out
-        shared = state_from_url(url)
-        try:
-            assert shared.flags.read().percent == 10
-            rollout = build(fake_upstream, shared)
-            asyncio.run(_calls(rollout, 40))
-            shared.guard.flush()
+    out = cli(
+        CliRunner(), "--state-url", url, "guard", "start", "--policy", str(policy), "--threshold", "cost=5%"
+    )
+    assert "stage 1 at 10 %" in out
+    runner = CliRunner(env={"LUCKY_STATE_URL": url})
+    shared = state_from_url(url)
+    try:
+        assert shared.flags.read().percent == 10
+        rollout = build(fake_upstream, shared)
+        asyncio.run(_calls(rollout, 40))
+        shared.guard.flush()
 
-            status = cli(runner, "guard", "status", "--html", str(tmp_path / "report.html"))
-            assert "stage 1: 10 %" in status and "error_rate" in status and "cost" in status
-            assert "┆" in status  # the threshold drawn next to each interval
-            page = (tmp_path / "report.html").read_text()
-            assert page.count("<svg") == 1 and "error_rate" in page and "cost" in page
-            assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+        status = cli(runner, "guard", "status", "--html", str(tmp_path / "report.html"))
+        assert "stage 1: 10 %" in status and "error_rate" in status and "cost" in status
+        assert "┆" in status  # the threshold drawn next to each interval
+        page = (tmp_path / "report.html").read_text()
+        assert page.count("<svg") == 1 and "error_rate" in page and "cost" in page
+        assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+        assert "<script" not in page and "src=" not in page  # self-contained
 
-            cli(runner, "guard", "start", code=1)  # one guard at a time
-            assert "stopped at stage 1" in cli(runner, "guard", "stop")
-            history = cli(runner, "history")
-            assert "start" in history and "stop" in history
-            events = [json.loads(line) for line in cli(runner, "history", "--json").splitlines()]
-            assert [e["action"] for e in events] == ["start", "stop"]
-        finally:
-            shared.close()
+        cli(runner, "guard", "start", code=1)  # one guard at a time
+        assert "stopped at stage 1" in cli(runner, "guard", "stop")
+        history = cli(runner, "history")
+        assert "start" in history and "stop" in history
+        events = [json.loads(line) for line in cli(runner, "history", "--json").splitlines()]
+        assert [e["action"] for e in events] == ["start", "stop"]
+    finally:
+        shared.close()
 
 
 async def _calls(rollout: Rollout, count: int) -> None:
