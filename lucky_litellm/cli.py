@@ -574,7 +574,7 @@ def rollout_history(ctx: click.Context, limit: int | None, as_json: bool) -> Non
     if not rows:
         click.echo(f"no guard events in {models.state.location}")
         return
-    print_table(rows, ["at", "run", "event", "stage", "percent", "calls", "figures"])
+    print_table(rows, ["at", "event", "stage", "percent", "calls", "figures"])
 
 
 def _history_row(event: dict[str, Any]) -> dict[str, Any]:
@@ -586,7 +586,6 @@ def _history_row(event: dict[str, Any]) -> dict[str, Any]:
     action = str(event.get("action", "?"))
     return {
         "at": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(event.get("at", 0)))) + "Z",
-        "run": event.get("run"),
         "event": action,
         "stage": int(event["stage_index"]) + 1 if "stage_index" in event else "-",
         "percent": "-" if percent is None else f"{percent:g} %",
