@@ -270,7 +270,8 @@ def _run_one(name: str, quick: bool) -> tuple[dict[str, Any], str | None]:
     """(result, error): the benchmark's own dict, or an error dict and its one-line description."""
     budget = BUDGETS.get(name)
     # a benchmark stuck far past its budget shows where it is stuck (stderr), and keeps running
-    faulthandler.dump_traceback_later(max(60.0, 4 * (budget or 60.0)), exit=False, file=sys.__stderr__)
+    # (to the real stderr, fd 2: faulthandler writes to a file descriptor, not to sys.stderr)
+    faulthandler.dump_traceback_later(max(60.0, 4 * (budget or 60.0)), exit=False, file=2)
     try:
         result = BENCHES[name](quick)
         if not isinstance(result, dict):
