@@ -68,15 +68,35 @@ def _callbacks(litellm: Any) -> Iterator[Any]:
         yield from callbacks
 
 
+_active: tuple[list[Any], list[int], bool] | None = None
+"""The last answer of `litellm_otel_active`, with the lists it scanned (held, so that no new
+list can take one's id) and their lengths."""
+
+
 def litellm_otel_active() -> bool:
-    """Whether a litellm OpenTelemetry callback is installed (a cheap scan of litellm's lists)."""
+    """Whether a litellm OpenTelemetry callback is installed. Asked once per model call: the scan
+    of litellm's lists (some sixty entries in a proxy) is redone only when one of them was
+    replaced or changed length, which is how litellm adds and removes callbacks."""
+    global _active
     litellm = sys.modules.get("litellm")
     if litellm is None:
         return False
-    for callback in _callbacks(litellm):
-        if (callback in _OTEL_NAMES) if isinstance(callback, str) else _is_otel_logger(callback):
-            return True
-    return False
+    lists = [getattr(litellm, name, None) or () for name in _CALLBACK_LISTS]
+    lengths = [len(callbacks) for callbacks in lists]
+    cached = _active
+    if (
+        cached is not None
+        and cached[1] == lengths
+        and all(seen is now for seen, now in zip(cached[0], lists, strict=True))
+    ):
+        return cached[2]
+    found = any(
+        (callback in _OTEL_NAMES) if isinstance(callback, str) else _is_otel_logger(callback)
+        for callbacks in lists
+        for callback in callbacks
+    )
+    _active = (lists, lengths, found)
+    return found
 
 
 def _otel_loggers(litellm: Any) -> list[Any]:
