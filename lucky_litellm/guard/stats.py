@@ -53,22 +53,25 @@ MIN_SAMPLES = 30
 """Observations each path needs before a metric gives any verdict (plug-in variances)."""
 P95_TAU = 0.015
 """Mixing scale of the p95 share's confidence sequence: tightest around a few thousand calls."""
-TAU_MULTIPLIERS = (1.0, 4.0, 16.0)
-"""A mean's interval is the intersection of normal-mixture sequences tuned to the threshold, 4x
-and 16x it (each at alpha / 3): one tuned to the threshold alone would take long to show a gross
+TAU_MULTIPLIERS = (1.0, 8.0)
+"""A mean's bound is the tighter of two normal-mixture sequences, tuned to the threshold and to
+8x it (each at alpha / 2): one tuned to the threshold alone would take long to show a gross
 regression (its width shrinks slowly while the variance is far above tau^2)."""
 
 
 def normal_mixture_halfwidth(variance: float, tau2: float, alpha: float) -> float:
-    """Half-width of the two-sided normal-mixture confidence sequence at `alpha`.
+    """Distance from the estimate to a one-sided normal-mixture bound at `alpha`.
 
-    `variance` is the variance of the estimate now (sigma^2/n), `tau2` the mixing variance."""
+    `variance` is the variance of the estimate now (sigma^2/n), `tau2` the mixing variance; the
+    estimate stays below truth + this (or above truth - this) at ALL times with probability at
+    least 1 - alpha (Howard et al. 2021, one-sided normal mixture, eq. 14, with rho = sigma^4/tau^2
+    so that it reads in the estimate's scale)."""
     if variance <= 0:
         return 0.0
     if tau2 <= 0 or not math.isfinite(variance):
         return math.inf
     ratio = (variance + tau2) / variance
-    return math.sqrt(variance * (variance + tau2) / tau2 * (math.log(ratio) + 2 * math.log(1 / alpha)))
+    return math.sqrt(2 * variance * ratio * variance / tau2 * math.log(math.sqrt(ratio) / (2 * alpha) + 1))
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ def _variance(moments: Moments, *, bernoulli: bool) -> float:
 
 
 def tuned_halfwidth(variance: float, tau: float, alpha: float) -> float:
-    """The narrowest of the `TAU_MULTIPLIERS` sequences (a union bound: each at alpha / k)."""
+    """The tightest of the `TAU_MULTIPLIERS` one-sided bounds (a union bound: each at alpha / k)."""
     share = alpha / len(TAU_MULTIPLIERS)
     return min(normal_mixture_halfwidth(variance, (k * tau) ** 2, share) for k in TAU_MULTIPLIERS)
 
