@@ -46,7 +46,8 @@ class MetricFigure:
     changes (0.12 = registry 12 % above legacy); otherwise they are in the metric's unit (error
     rate as a fraction, latency in seconds, cost in USD). `ci_low`/`ci_high` are None while
     unbounded. The verdict always agrees with the interval: "worse" when it lies entirely beyond
-    `threshold` in the direction of regression, "not worse" when entirely within it."""
+    `threshold` in the direction of regression, "not worse" when entirely within it. Each end is a
+    one-sided always-valid bound at the metric's alpha, so the interval is a 1 - 2 alpha one."""
 
     metric: str
     legacy: float | None

@@ -4,16 +4,22 @@
 every process, for as long as a stage lasts. A fixed-sample test (a t-test, a z-test) looked at
 that often is wrong: its 5 % false-alarm rate holds for one look, and repeated looks push the
 chance of a spurious "significant" result towards 1. A *confidence sequence* is a sequence of
-intervals that contains the true value at **all** times at once with probability 1 - alpha, so
-any stopping rule built on it (roll back now, advance now) keeps its error rate however often it
-is checked and however many processes check it.
+bounds that hold at **all** times at once with probability 1 - alpha, so any stopping rule built
+on it (roll back now, advance now) keeps its error rate however often it is checked and however
+many processes check it.
 
 **Which one.** The normal-mixture boundary (Robbins 1970; Howard, Ramdas, McAuliffe & Sekhon 2021,
-"Time-uniform, nonparametric, nonasymptotic confidence sequences", eq. 14; the same interval is
-the always-valid CI of the mixture SPRT of Johari, Pekelis & Walsh 2017, used by Optimizely): for
-an estimate with variance V (and a mixing variance tau^2 set to the effect size we care about),
+"Time-uniform, nonparametric, nonasymptotic confidence sequences", eq. 14, whose two-sided form is
+the always-valid CI of the mixture SPRT of Johari, Pekelis & Walsh 2017, used by Optimizely). Each
+side is a one-sided bound at alpha, for an estimate with variance V and a mixing variance tau^2
+set to the effect size we care about (the threshold):
 
-    half-width(V) = sqrt( V (V + tau^2) / tau^2 * log( (V + tau^2) / (V alpha^2) ) ).
+    distance(V) = sqrt( 2 V (V + tau^2) / tau^2 * log( sqrt((V + tau^2) / V) / (2 alpha) + 1 ) ).
+
+The lower bound decides "worse" (a wrong rollback has probability at most alpha), the upper bound
+"not worse" (a wrong advance, likewise); together they form a 1 - 2 alpha interval. A mean's bound
+is the tighter of two sequences (tau = threshold and 8 x threshold, alpha / 2 each), so a gross
+regression is caught early and a marginal one still efficiently.
 
 It was chosen over an mSPRT because it yields an *interval*, which is what the guard needs: one
 comparison against the threshold in each direction gives "worse", "not worse" or "undecided"
@@ -28,7 +34,7 @@ p95 latency is not a mean, so it gets a confidence sequence of its own: the shar
 below the true p95 is exactly 95 % whatever the latency distribution, so a confidence sequence for
 that share (the same boundary, variance 0.95 x 0.05 / n) turns into ranks of the latency
 histogram between which each path's p95 lies at all times (Howard & Ramdas 2022, "Sequential
-estimation of quantiles"). The two paths' intervals (each at alpha / 2) bound the p95 ratio.
+estimation of quantiles"). The two paths' bounds (each at alpha / 2) bound the p95 ratio.
 """
 
 from __future__ import annotations
