@@ -239,8 +239,11 @@ class _Streamed:
 class AttemptTrace:
     """The `chat {model}` span of one attempt, and what the attempt's metrics need."""
 
-    def __init__(self, owner: RequestTrace, target: Target, attempt: Attempt, span: Span) -> None:
-        self.owner = owner
+    def __init__(self, telemetry: Telemetry, target: Target, attempt: Attempt, span: Span) -> None:
+        # the registry's Telemetry, not the RequestTrace that lists this attempt: a reference
+        # back would make a cycle per request, freed only by the garbage collector, which then
+        # rescans litellm's whole heap far more often than litellm alone makes it
+        self.telemetry = telemetry
         self.target = target
         self.attempt = attempt
         self.span = span
@@ -263,7 +266,7 @@ class AttemptTrace:
         if litellm_otel_active():
             # an invalid (no-op) span as parent would make litellm's spans roots: none then
             span = self.span if self.span.get_span_context().is_valid else None
-            prepare_litellm_call(span, self.owner.telemetry.capture_content, call_kwargs)
+            prepare_litellm_call(span, self.telemetry.capture_content, call_kwargs)
 
     def chunk(self, chunk: Any) -> None:
         """One streamed chunk arrived: note its time, id, model, finish reason (and text when
@@ -279,7 +282,7 @@ class AttemptTrace:
             seen.response_id = getattr(chunk, "id", None)
         if seen.response_model is None:
             seen.response_model = getattr(chunk, "model", None)
-        capture = self.owner.telemetry.capture_content
+        capture = self.telemetry.capture_content
         for choice in getattr(chunk, "choices", None) or ():
             index = getattr(choice, "index", 0) or 0
             reason = getattr(choice, "finish_reason", None)
@@ -303,7 +306,7 @@ class AttemptTrace:
         """gen_ai.response.* from the whole response or from the chunks of a stream."""
         out: dict[str, Any] = {}
         response = self._response
-        capture = self.owner.telemetry.capture_content
+        capture = self.telemetry.capture_content
         if response is not None:
             response_id = getattr(response, "id", None)
             if response_id:
@@ -373,7 +376,7 @@ class AttemptTrace:
     ) -> None:
         """Labels are model, provider, server, strategy and outcome: bounded sets, never a user or
         request id. The outcome tells cancelled and lost attempts apart from answers."""
-        telemetry = self.owner.telemetry
+        telemetry = self.telemetry
         attempt = self.attempt
         attributes: dict[str, Any] = {**base, **server, "lucky.strategy": strategy}
         if response_model:
@@ -429,7 +432,7 @@ class RequestTrace:
             kind=SpanKind.CLIENT,
             attributes=attributes,
         )
-        attempt_trace = AttemptTrace(self, target, attempt, span)
+        attempt_trace = AttemptTrace(self.telemetry, target, attempt, span)
         self.attempts.append(attempt_trace)
         return attempt_trace
 
