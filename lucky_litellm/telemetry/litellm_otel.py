@@ -21,6 +21,7 @@ What lucky does instead, only when such a callback is installed:
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
@@ -47,9 +48,15 @@ _warned: set[str] = set()
 
 
 def _is_otel_logger(callback: Any) -> bool:
+    return _is_otel_type(type(callback))
+
+
+@functools.lru_cache(maxsize=256)
+def _is_otel_type(kind: type) -> bool:
+    """Per class, once: `litellm_otel_active` asks about every installed callback on every call."""
     return any(
         cls.__module__.startswith(("litellm.integrations.opentelemetry", "litellm.integrations.otel"))
-        for cls in type(callback).__mro__
+        for cls in kind.__mro__
     )
 
 
@@ -64,9 +71,10 @@ def litellm_otel_active() -> bool:
     litellm = sys.modules.get("litellm")
     if litellm is None:
         return False
-    for callback in _callbacks(litellm):
-        if (callback in _OTEL_NAMES) if isinstance(callback, str) else _is_otel_logger(callback):
-            return True
+    for name in _CALLBACK_LISTS:
+        for callback in getattr(litellm, name, None) or ():
+            if (callback in _OTEL_NAMES) if isinstance(callback, str) else _is_otel_type(type(callback)):
+                return True
     return False
 
 
