@@ -21,7 +21,6 @@ What lucky does instead, only when such a callback is installed:
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 import threading
@@ -51,13 +50,20 @@ def _is_otel_logger(callback: Any) -> bool:
     return _is_otel_type(type(callback))
 
 
-@functools.lru_cache(maxsize=256)
+_otel_types: dict[type, bool] = {}
+"""Per class, once: `litellm_otel_active` asks about every installed callback on every call."""
+
+
 def _is_otel_type(kind: type) -> bool:
-    """Per class, once: `litellm_otel_active` asks about every installed callback on every call."""
-    return any(
-        cls.__module__.startswith(("litellm.integrations.opentelemetry", "litellm.integrations.otel"))
-        for cls in kind.__mro__
-    )
+    known = _otel_types.get(kind)
+    if known is None:
+        known = any(
+            cls.__module__.startswith(("litellm.integrations.opentelemetry", "litellm.integrations.otel"))
+            for cls in kind.__mro__
+        )
+        if len(_otel_types) < 1024:
+            _otel_types[kind] = known
+    return known
 
 
 def _callbacks(litellm: Any) -> Iterator[Any]:
