@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from .health import HedgePolicy
     from .providers import Target
 
 __all__ = ["Plan", "Strategy"]
@@ -38,6 +39,9 @@ class Plan:
     user_id: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     skipped: tuple[tuple[str, str], ...] = ()
+    hedging: HedgePolicy | None = field(default=None, compare=False)
+    """race: how the hedge delay is chosen and budgeted (``hedgeAfter: auto``, or a fixed delay
+    under an explicit budget); None runs a fixed `hedge_after_s` (or no hedging) as always."""
 
     @property
     def models(self) -> list[str]:
@@ -86,6 +90,7 @@ class Plan:
             "max_cost": self.max_cost,
             "retries": self.retries,
             "hedge_after_ms": None if self.hedge_after_s is None else self.hedge_after_s * 1000,
+            "hedging": None if self.hedging is None else self.hedging.describe(),
             "min_agreement": self.min_agreement,
             "experiment": self.experiment,
             "tier": self.tier,

@@ -27,6 +27,7 @@ from .errors import (
     UnknownTierError,
     UnknownUserError,
 )
+from .health import HedgeState, hedge_policy
 from .limits import ConcurrencyLimiter
 from .plan import Plan
 from .providers import ProviderDisabledError, ProviderTable, Target
@@ -45,6 +46,8 @@ from .tiers import (
 )
 
 if TYPE_CHECKING:
+    from .config.schema import HealthConfig
+    from .health import HedgePolicy
     from .middleware import Middleware
 
 __all__ = ["Models", "create_models", "default_models", "set_default_models"]
@@ -109,6 +112,8 @@ class Models:
             else capture_from_env(environ)  # None: os.environ; {} is an empty environment
         )
         self.limiter = ConcurrencyLimiter()
+        self.hedging = HedgeState()
+        """Latency windows and hedge budgets (`hedgeAfter: auto`), kept across reloads."""
         self._stats = Stats(enabled=self._config.performance_tracking)
         self.alerts = CostAlerts(self._config.telemetry.cost_alert_thresholds)
         for user_id, source in self._config.users.items():
@@ -258,7 +263,13 @@ class Models:
                 timeout_s=timeout_ms / 1000.0,
                 retries=defaults.retries if experiment.retries is None else experiment.retries,
                 max_cost=experiment.max_cost,
-                hedge_after_s=None if experiment.hedge_after is None else experiment.hedge_after / 1000.0,
+                hedge_after_s=experiment.hedge_after_s,
+                hedging=self._hedge_policy(
+                    experiment.strategy,
+                    experiment.hedge_after,
+                    experiment.health,
+                    f"user:{spec.user_id}:{name}",
+                ),
                 min_agreement=experiment.min_agreement,
                 attempt_timeout_s=experiment.attempt_timeout_s,
                 experiment=name,
@@ -277,7 +288,8 @@ class Models:
                 timeout_s=(tier.timeout_ms or defaults.timeout) / 1000.0,
                 retries=defaults.retries if tier.retries is None else tier.retries,
                 max_cost=tier.max_cost,
-                hedge_after_s=None if tier.hedge_after_ms is None else tier.hedge_after_ms / 1000.0,
+                hedge_after_s=_fixed_seconds(tier.hedge_after_ms),
+                hedging=self._hedge_policy(tier.strategy, tier.hedge_after_ms, None, f"tier:{tier.name}"),
                 min_agreement=tier.min_agreement,
                 attempt_timeout_s=_seconds(tier.attempt_timeout_ms),
                 tier=tier.name,
@@ -294,6 +306,14 @@ class Models:
                 skipped=tuple(skipped),
             )
         return plan
+
+    def _hedge_policy(
+        self, strategy: str, hedge_after: float | str | None, override: HealthConfig | None, key: str
+    ) -> HedgePolicy | None:
+        if strategy != "race" or hedge_after is None:
+            return None
+        config = self._config.health.merged(override).hedging
+        return hedge_policy(self.hedging, hedge_after, config, key)
 
     def preview(self, spec: str | ModelSpec) -> Plan:
         """The plan `resolve` would return, even when every model's provider is disabled: then
@@ -524,6 +544,11 @@ def _tier_of_any_provider(raw: str, config: ModelsConfig, tiers: TierTable) -> s
 
 def _seconds(ms: float | None) -> float | None:
     return None if ms is None else ms / 1000.0
+
+
+def _fixed_seconds(ms: float | str | None) -> float | None:
+    """A fixed `hedgeAfter` in seconds; None for none or a quantile word (see `Plan.hedging`)."""
+    return None if ms is None or isinstance(ms, str) else ms / 1000.0
 
 
 # -- the default registry used by lucky_litellm.complete -----------------------------------------

@@ -36,6 +36,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from ..errors import ConfigError, ModelSpecError
+from ..guard.policy import GuardPolicy
 from ..routing import routing_of
 from ..spec import parse_spec
 from .params import check_params, check_provider_params
@@ -47,6 +48,10 @@ __all__ = [
     "MAX_MILLIS",
     "STRATEGIES",
     "ExperimentConfig",
+    "HealthConfig",
+    "HedgeAfter",
+    "HedgeBudgetConfig",
+    "HedgingConfig",
     "Millis",
     "ModelResult",
     "ModelsConfig",
@@ -163,6 +168,27 @@ Retries = Annotated[int, Field(ge=0, le=MAX_RETRIES)]
 Agreement = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 Delay = Annotated[float, Field(ge=0, le=MAX_MILLIS, allow_inf_nan=False)]
 Concurrency = Annotated[int, Field(gt=0, le=MAX_CONCURRENT)]
+Switch = Annotated[bool, Field(strict=True)]
+"""A YAML boolean (true/false); a string such as "yes" or "off" is refused, not guessed at."""
+HedgeQuantile = Literal["auto", "p90", "p95", "p99"]
+
+
+def _hedge_after_kind(value: Any) -> str:
+    """A number (or a numeric string) is milliseconds; any other string names a quantile."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return "quantile"
+    return "ms"
+
+
+HedgeAfter = Annotated[
+    Union[Annotated[Delay, Tag("ms")], Annotated[HedgeQuantile, Tag("quantile")]],  # noqa: UP007
+    Discriminator(_hedge_after_kind),
+]
+"""`hedgeAfter`: milliseconds, or ``auto``/``p90``/``p95``/``p99`` (the observed latency quantile
+of the model in flight, see `HedgingConfig`)."""
 
 
 def _seconds(ms: float | None) -> float | None:
@@ -206,6 +232,82 @@ class StrictModel(BaseModel):
         return NotImplemented
 
 
+class HedgeBudgetConfig(StrictModel):
+    """gRPC-style retry throttling for hedges: each request adds ``tokenRatio`` of a token, each
+    hedge spends one, and no hedge starts while the bucket holds ``maxTokens / 2`` or less."""
+
+    token_ratio: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.1
+    """Hedges allowed per request in the long run: 0.1 = at most 10 % extra requests."""
+    max_tokens: Annotated[float, Field(ge=2, le=10_000, allow_inf_nan=False)] = 10.0
+    """Size of the bucket; a burst of ``maxTokens / 2`` hedges is allowed on top of the ratio."""
+
+
+class HedgingConfig(StrictModel):
+    """``health.hedging``: what ``hedgeAfter: auto`` (or ``p90``/``p95``/``p99``) does."""
+
+    quantile: Literal["p90", "p95", "p99"] = "p95"
+    """The latency quantile ``auto`` hedges at ("The Tail at Scale" hedges at p95)."""
+    floor: Delay = 50.0
+    """Shortest hedge delay in ms, however fast the model has been."""
+    ceiling: Millis = 10_000.0
+    """Longest hedge delay in ms, however slow the model has been."""
+    initial: Delay = 1000.0
+    """Hedge delay in ms until ``minSamples`` latencies of the model are known."""
+    min_samples: Annotated[int, Field(ge=1, le=100_000)] = 20
+    """Successful latencies of a model needed before its quantile is trusted (registry-wide)."""
+    window: Annotated[int, Field(ge=1, le=100_000)] = 200
+    """How many recent successful latencies are kept per model (registry-wide)."""
+    budget: HedgeBudgetConfig | None = Field(default_factory=HedgeBudgetConfig)
+    """The hedge budget; ``null`` turns it off. Quantile hedging always obeys it; a fixed
+    ``hedgeAfter: <ms>`` obeys it only when ``budget`` is written in the config."""
+
+    @field_validator("ceiling")
+    @classmethod
+    def _ceiling_above_floor(cls, value: float, info: ValidationInfo) -> float:
+        floor = info.data.get("floor")
+        if floor is not None and value < floor:
+            raise PydanticCustomError(
+                "lucky_hedge_ceiling",
+                "ceiling ({ceiling} ms) is below floor ({floor} ms)",
+                {"ceiling": f"{value:g}", "floor": f"{floor:g}"},
+            )
+        return value
+
+    @field_validator("window")
+    @classmethod
+    def _window_holds_min_samples(cls, value: int, info: ValidationInfo) -> int:
+        needed = info.data.get("min_samples")
+        if needed is not None and value < needed:
+            raise PydanticCustomError(
+                "lucky_hedge_window",
+                "window ({window}) must hold at least minSamples ({needed}) latencies",
+                {"window": value, "needed": needed},
+            )
+        return value
+
+    def merged(self, override: HedgingConfig | None) -> HedgingConfig:
+        """These settings with the keys `override` sets (an experiment's) written over them."""
+        if override is None or not override.model_fields_set:
+            return self
+        return self.model_copy(update={key: getattr(override, key) for key in override.model_fields_set})
+
+
+class HealthConfig(StrictModel):
+    """``health:`` in models.yaml (and per experiment): how the strategies react to how models do."""
+
+    hedging: HedgingConfig = Field(default_factory=HedgingConfig)
+    """Adaptive hedging (``hedgeAfter: auto``) and the hedge budget."""
+
+    def merged(self, override: HealthConfig | None) -> HealthConfig:
+        """These settings with an experiment's overrides (only the keys it writes) applied."""
+        if override is None:
+            return self
+        return self.model_copy(update={"hedging": self.hedging.merged(override.hedging)})
+
+
+_REGISTRY_WIDE = (("window", "window"), ("min_samples", "minSamples"))
+
+
 class _StrategyOptions(StrictModel):
     """Checks and unit conversions shared by experiments and tier overrides. The fields stay in
     the subclasses: `strategy` must be declared before `hedge_after`/`min_agreement` for the
@@ -214,11 +316,11 @@ class _StrategyOptions(StrictModel):
     if TYPE_CHECKING:  # declared by the subclasses, in the order the checks need
         timeout: float | None
         attempt_timeout: float | None
-        hedge_after: float | None
+        hedge_after: float | str | None
 
     @field_validator("hedge_after", check_fields=False)
     @classmethod
-    def _hedge_only_for_race(cls, value: float | None, info: ValidationInfo) -> float | None:
+    def _hedge_only_for_race(cls, value: float | str | None, info: ValidationInfo) -> float | str | None:
         return _only_for("race", "hedgeAfter", value, info)
 
     @field_validator("min_agreement", check_fields=False)
@@ -232,7 +334,8 @@ class _StrategyOptions(StrictModel):
 
     @property
     def hedge_after_s(self) -> float | None:
-        return _seconds(self.hedge_after)
+        """A fixed `hedgeAfter` in seconds; None when unset or a quantile (``auto``, ``p95``...)."""
+        return None if isinstance(self.hedge_after, str) else _seconds(self.hedge_after)
 
     @property
     def attempt_timeout_s(self) -> float | None:
@@ -254,16 +357,33 @@ class ExperimentConfig(_StrategyOptions):
     Default: derived from the deadline and the strategy (see README, "Per-attempt budgets")."""
     max_cost: Usd | None = None
     """Most a single request may cost, in USD; dearer models are skipped."""
-    hedge_after: Delay | None = None
-    """race only: start the next model when the previous has not answered within this many ms."""
+    hedge_after: HedgeAfter | None = None
+    """race only: start the next model when the previous has not answered within this many ms, or
+    within its observed latency quantile (``auto`` = p95, ``p90``, ``p95``, ``p99``)."""
     min_agreement: Agreement | None = None
     """consensus only: share of answers that must agree (default: strict majority)."""
     retries: Retries | None = None
     """Retries of transient errors per model; default from the registry defaults."""
+    health: HealthConfig | None = None
+    """Overrides of the registry's ``health:`` settings for this experiment (only the keys written)."""
     description: str | None = None
     params: Params = Field(default_factory=dict)
     """Generation parameters passed to litellm (temperature, max_tokens, tools, ...); an allow-list:
     nothing that redirects traffic or credentials, nor litellm's retry/stream/timeout switches."""
+
+    @field_validator("health")
+    @classmethod
+    def _registry_wide_stays_global(cls, value: HealthConfig | None) -> HealthConfig | None:
+        """A model's latency window is shared by every plan that races it: its size is set once."""
+        if value is not None:
+            for name, key in _REGISTRY_WIDE:
+                if name in value.hedging.model_fields_set:
+                    raise PydanticCustomError(
+                        "lucky_registry_wide",
+                        "{key} is shared by every experiment: set it in models.yaml under health.hedging",
+                        {"key": key, "loc_suffix": ("hedging", key)},
+                    )
+        return value
 
 
 class UserDefaults(StrictModel):
@@ -290,7 +410,7 @@ class UserConfig(StrictModel):
     description: str | None = None
     experiments: Annotated[dict[ExperimentName, ExperimentConfig], Field(min_length=1)]
     defaults: UserDefaults = Field(default_factory=UserDefaults)
-    performance_tracking: bool = True
+    performance_tracking: Switch = True
     """Record per-model latency and cost for this user in `Models.stats()`."""
 
     @field_validator("defaults")
@@ -319,7 +439,7 @@ class ProviderConfig(StrictModel):
     """Endpoint URL, e.g. an OpenAI-compatible local server."""
     api_base_env: EnvName | None = None
     """NAME of an environment variable holding the endpoint URL."""
-    enabled: bool | None = None
+    enabled: Switch | None = None
     """None = automatic: enabled when the key env var is set or an api_base is given."""
     litellm_provider: ProviderName | None = None
     """litellm's prefix for this provider's models (``openai`` for OpenAI-compatible servers)."""
@@ -340,14 +460,14 @@ class TierConfig(_StrategyOptions):
     """Longest one call to one model may take, in milliseconds (see `ExperimentConfig`)."""
     max_cost: Usd | None = None
     retries: Retries | None = None
-    hedge_after: Delay | None = None
+    hedge_after: HedgeAfter | None = None
     min_agreement: Agreement | None = None
 
 
 class RolloutConfig(StrictModel):
     """Who gets the registry path; everyone else takes the legacy single-model path."""
 
-    enabled: bool = True
+    enabled: Switch = True
     """Global switch; false is the kill switch."""
     percent: Annotated[float, Field(ge=0, le=100)] = 100.0
     """Share of users (sticky by user id) on the registry path."""
@@ -357,9 +477,12 @@ class RolloutConfig(StrictModel):
     """Mixed into the bucketing hash; change it to reshuffle who is in the percentage."""
     state_url: str | None = None
     """Where flags live across processes (``redis://127.0.0.1:6379/0``); env LUCKY_STATE_URL wins."""
-    auto_tier: bool = True
+    auto_tier: Switch = True
     """On the registry path, a concrete model that a tier maps to runs as that tier (its strategy
     and the active provider apply); the legacy path keeps the concrete model."""
+    guard: GuardPolicy | None = None
+    """Guarded rollout (``lucky-litellm rollout guard start``): stages, minimums, metric thresholds;
+    see `lucky_litellm.guard.policy`."""
 
     @field_validator("state_url")
     @classmethod
@@ -393,7 +516,7 @@ class StateConfig(StrictModel):
 class TelemetryConfig(StrictModel):
     """OpenTelemetry switches; prompt and answer text stay out of spans unless capture_content."""
 
-    capture_content: bool = False
+    capture_content: Switch = False
     cost_alert_thresholds: list[Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)]] = Field(
         default_factory=lambda: [0.5, 0.8, 1.0]
     )
@@ -442,15 +565,17 @@ class ModelsConfig(StrictModel):
     defaults: RequestDefaults = Field(default_factory=RequestDefaults)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    """Adaptive hedging and its budget (``health.hedging``)."""
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
-    performance_tracking: bool = Field(
+    performance_tracking: Switch = Field(
         default=True,
         validation_alias=AliasChoices(
             "trackPerformance", "track_performance", "performanceTracking", "performance_tracking"
         ),
     )
     """Record per-model latency and cost in `Models.stats()` (``trackPerformance``)."""
-    track_cost: bool = True
+    track_cost: Switch = True
     """Price every answer (`routing.cost_usd`, stats, cost alerts). Off: answers carry no cost, except
     for users with a ``costLimit``, whose budget needs it."""
     default_tier: TierName | None = None
