@@ -27,6 +27,7 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from benchmarks import (
+    bench_adaptive_hedging,
     bench_config,
     bench_hedging,
     bench_import,
@@ -48,6 +49,7 @@ FREEZE = False
 BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "overhead": lambda quick: bench_overhead.run(quick, freeze=FREEZE),
     "hedging": bench_hedging.run,
+    "adaptive_hedging": bench_adaptive_hedging.run,
     "import": bench_import.run,
     "memory": bench_memory.run,
     "tracing": bench_tracing.run,
@@ -92,6 +94,9 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                     None,
                 )
             )
+    adaptive = results.get("adaptive_hedging")
+    if adaptive:
+        rows.extend(bench_adaptive_hedging.rows(adaptive))
     imported = results.get("import")
     if imported:
         ours, theirs = imported["lucky_litellm"], imported["litellm"]
