@@ -74,6 +74,7 @@ BUDGETS: dict[str, float] = {
     "overhead": 75,
     "proxy": 75,
     "hedging": 20,
+    "adaptive_hedging": 25,
     "state": 25,
     "memory": 20,
     "tracing": 15,
