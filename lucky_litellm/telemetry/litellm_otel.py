@@ -46,19 +46,23 @@ _quieted: set[int] = set()
 _warned: set[str] = set()
 
 
-_otel_types: dict[type, bool] = {}
-"""Per callback class: is it litellm's otel logger? Asked for every callback on every call, and
-a proxy lists a dozen: the MRO walk was ~0.3 ms per request there (profiled)."""
-
-
 def _is_otel_logger(callback: Any) -> bool:
-    kind = type(callback)
+    return _is_otel_type(type(callback))
+
+
+_otel_types: dict[type, bool] = {}
+"""Per class, once: `litellm_otel_active` asks about every installed callback on every call."""
+
+
+def _is_otel_type(kind: type) -> bool:
     known = _otel_types.get(kind)
     if known is None:
-        known = _otel_types[kind] = any(
+        known = any(
             cls.__module__.startswith(("litellm.integrations.opentelemetry", "litellm.integrations.otel"))
             for cls in kind.__mro__
         )
+        if len(_otel_types) < 1024:
+            _otel_types[kind] = known
     return known
 
 
@@ -68,35 +72,16 @@ def _callbacks(litellm: Any) -> Iterator[Any]:
         yield from callbacks
 
 
-_active: tuple[list[Any], list[int], bool] | None = None
-"""The last answer of `litellm_otel_active`, with the lists it scanned (held, so that no new
-list can take one's id) and their lengths."""
-
-
 def litellm_otel_active() -> bool:
-    """Whether a litellm OpenTelemetry callback is installed. Asked once per model call: the scan
-    of litellm's lists (some sixty entries in a proxy) is redone only when one of them was
-    replaced or changed length, which is how litellm adds and removes callbacks."""
-    global _active
+    """Whether a litellm OpenTelemetry callback is installed (a cheap scan of litellm's lists)."""
     litellm = sys.modules.get("litellm")
     if litellm is None:
         return False
-    lists = [getattr(litellm, name, None) or () for name in _CALLBACK_LISTS]
-    lengths = [len(callbacks) for callbacks in lists]
-    cached = _active
-    if (
-        cached is not None
-        and cached[1] == lengths
-        and all(seen is now for seen, now in zip(cached[0], lists, strict=True))
-    ):
-        return cached[2]
-    found = any(
-        (callback in _OTEL_NAMES) if isinstance(callback, str) else _is_otel_logger(callback)
-        for callbacks in lists
-        for callback in callbacks
-    )
-    _active = (lists, lengths, found)
-    return found
+    for name in _CALLBACK_LISTS:
+        for callback in getattr(litellm, name, None) or ():
+            if (callback in _OTEL_NAMES) if isinstance(callback, str) else _is_otel_type(type(callback)):
+                return True
+    return False
 
 
 def _otel_loggers(litellm: Any) -> list[Any]:
