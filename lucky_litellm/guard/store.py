@@ -194,6 +194,9 @@ class GuardStore(ABC):
         self.replica = f"{_hostname()}:{uuid.uuid4().hex[:6]}"
         """How this process signs the decisions it applies (in the history)."""
         self._policies: dict[str, GuardPolicy] = {}
+        self.tracer: Any = None
+        """Where the decision spans go: the registry's telemetry (`Models` sets it), else the
+        global tracer provider."""
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -302,7 +305,7 @@ class GuardStore(ABC):
         }
         if not self._apply(state, action, percent, event):
             return None  # another process applied this decision (or the guard changed)
-        _announce(event, decision)
+        _announce(event, self.tracer)
         with contextlib.suppress(Exception):
             self.read_flags()
             self.refresh()
@@ -417,7 +420,7 @@ def _hostname() -> str:
     return socket.gethostname().split(".")[0][:32] or "host"
 
 
-def _announce(event: Mapping[str, Any], decision: Decision) -> None:
+def _announce(event: Mapping[str, Any], tracer: Any) -> None:
     """The log line and the span event of an applied decision (the history has the figures)."""
     figures = event.get("decision", {}).get("figures") or []
     summary = "; ".join(f"{f.get('metric')} {f.get('verdict')}" for f in figures if isinstance(f, Mapping))
@@ -435,9 +438,10 @@ def _announce(event: Mapping[str, Any], decision: Decision) -> None:
         event["calls"]["registry"],
     )
     try:
-        from opentelemetry import trace
+        if tracer is None:
+            from opentelemetry import trace
 
-        tracer = trace.get_tracer("lucky_litellm")
+            tracer = trace.get_tracer("lucky_litellm")
         with tracer.start_as_current_span("lucky.guard.decision") as span:
             attributes: dict[str, Any] = {
                 "lucky.guard.action": action,
