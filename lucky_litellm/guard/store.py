@@ -71,6 +71,9 @@ REFRESH_S = 0.3
 """How old this process's view of the guard (running or not, which run) may get."""
 EVALUATE_EVERY_S = 1.0
 """How often each serving process reads the current stage's figures and runs the decision."""
+MEMORY_EVALUATE_EVERY_S = 0.25
+"""In one process the evaluation runs after a call (no background thread): at most this often,
+since a decision costs a few hundred µs of CPU."""
 REQUEST_TTL_S = 24 * 3600.0
 """How long a call's request id stays known for `feedback` (Redis: a TTL per id)."""
 MEMORY_REQUESTS_MAX = 100_000
@@ -465,7 +468,7 @@ def _announce(event: Mapping[str, Any], tracer: Any) -> None:
 class MemoryGuardStore(GuardStore):
     """The guard of this process only (no other process contributes or obeys)."""
 
-    def __init__(self, flags: FlagStore, *, evaluate_every_s: float = 0.0) -> None:
+    def __init__(self, flags: FlagStore, *, evaluate_every_s: float = MEMORY_EVALUATE_EVERY_S) -> None:
         super().__init__(flags, evaluate_every_s=evaluate_every_s)
         self._lock = threading.RLock()
         self._state = GuardState()
