@@ -80,6 +80,10 @@ def test_the_proxy_records_both_paths_on_both_routes_while_a_guard_runs(setup):
     admin.flags.add_test_user("bob")  # the shared flags (models.yaml's are this process's own)
     admin.guard.start(as_policy({"stages": [1, 100], "minCalls": 100_000}))
     run = admin.guard.read().run_id
+    deadline = time.monotonic() + 10
+    while ask(base_url, LEGACY_USER)["x-lucky-rollout-path"] != "legacy":  # the 1 % reached the proxy
+        assert time.monotonic() < deadline, "the proxy kept the old percentage"
+        time.sleep(0.1)
     deadline = time.monotonic() + 20
     while True:  # until the proxy has seen the guard and pushed both paths' calls
         assert ask(base_url, "bob")["x-lucky-rollout-path"] == "registry"
