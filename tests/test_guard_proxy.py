@@ -100,6 +100,16 @@ def test_the_proxy_records_both_paths_on_both_routes_while_a_guard_runs(setup):
     assert legacy.errors == registry.errors == 0
     assert legacy.latency_count and registry.latency_count
 
+    client = openai.OpenAI(base_url=base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
+    stream = client.chat.completions.create(
+        model="tier:nano", messages=[{"role": "user", "content": "hi"}], user="bob", stream=True
+    )
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    deadline = time.monotonic() + 10
+    while admin.guard.summaries(run, 0)[1].calls <= registry.calls:  # a stream counts at its end
+        assert time.monotonic() < deadline, "the stream was not recorded"
+        time.sleep(0.1)
+
     upstream.script("nano-a", Behavior(status=400))  # the legacy path's one model fails now
     with pytest.raises(openai.BadRequestError):
         ask(base_url, LEGACY_USER)
