@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from .config.schema import WhenAllOpen
     from .providers import Target
 
 __all__ = ["Plan", "Strategy"]
@@ -38,6 +39,10 @@ class Plan:
     user_id: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     skipped: tuple[tuple[str, str], ...] = ()
+    circuit: bool = True
+    """Whether open circuits skip models of this plan (an experiment's ``health.circuit.enabled``)."""
+    when_all_open: WhenAllOpen | None = None
+    """The experiment's ``health.circuit.whenAllOpen``; None: the registry's."""
 
     @property
     def models(self) -> list[str]:
@@ -91,4 +96,5 @@ class Plan:
             "tier": self.tier,
             "user_id": self.user_id,
             "skipped": [{"model": model, "reason": reason} for model, reason in self.skipped],
+            "circuit": self.circuit,
         }

@@ -27,6 +27,7 @@ from .errors import (
     UnknownTierError,
     UnknownUserError,
 )
+from .health import Circuits, ModelHealth
 from .limits import ConcurrencyLimiter
 from .plan import Plan
 from .providers import ProviderDisabledError, ProviderTable, Target
@@ -108,6 +109,8 @@ class Models:
             if "capture_content" in self._config.telemetry.model_fields_set
             else capture_from_env(environ)  # None: os.environ; {} is an empty environment
         )
+        self.circuits: Circuits | None = _circuits(self._config, self.state)
+        """Per-model circuit breakers (``health.circuit``); None when switched off."""
         self.limiter = ConcurrencyLimiter()
         self._stats = Stats(enabled=self._config.performance_tracking)
         self.alerts = CostAlerts(self._config.telemetry.cost_alert_thresholds)
@@ -265,6 +268,7 @@ class Models:
                 user_id=spec.user_id,
                 params=dict(experiment.params),
                 skipped=tuple(skipped),
+                **_circuit_overrides(experiment),
             )
         elif spec.kind == "tier":
             assert spec.tier is not None
@@ -481,6 +485,24 @@ class Models:
         """Per model and per user: calls, errors, latency percentiles, tokens, cost, budget use."""
         return self._stats.snapshot(spent=self.state.spent)
 
+    def health(self) -> list[ModelHealth]:
+        """Each model's circuit as this process sees it (fleet-wide with a shared store): state,
+        failures in a row, calls and failures over the window, cooldown left."""
+        return [] if self.circuits is None else self.circuits.health()
+
+
+def _circuits(config: ModelsConfig, state: State) -> Circuits | None:
+    """The registry's circuit breakers, shared through the state store when it is shared."""
+    circuit = config.health.circuit
+    if not circuit.enabled:
+        return None
+    store = None
+    if state.connection is not None:
+        from .state.health import RedisHealthStore
+
+        store = RedisHealthStore(state.connection)
+    return Circuits(circuit, store)
+
 
 def _configured_middleware(config: ModelsConfig) -> tuple[Middleware, ...]:
     """Import the ``middleware:`` entries now: a typo fails when the registry is built."""
@@ -524,6 +546,20 @@ def _tier_of_any_provider(raw: str, config: ModelsConfig, tiers: TierTable) -> s
 
 def _seconds(ms: float | None) -> float | None:
     return None if ms is None else ms / 1000.0
+
+
+def _circuit_overrides(experiment: Any) -> dict[str, Any]:
+    """An experiment's ``health.circuit`` overrides as `Plan` fields (none: the registry's)."""
+    health = experiment.health
+    if health is None:
+        return {}
+    circuit = health.circuit
+    out: dict[str, Any] = {}
+    if circuit.enabled is not None:
+        out["circuit"] = circuit.enabled
+    if circuit.when_all_open is not None:
+        out["when_all_open"] = circuit.when_all_open
+    return out
 
 
 # -- the default registry used by lucky_litellm.complete -----------------------------------------

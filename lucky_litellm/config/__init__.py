@@ -38,7 +38,9 @@ from .schema import (
     MAX_COST_USD,
     MAX_MILLIS,
     STRATEGIES,
+    CircuitConfig,
     ExperimentConfig,
+    HealthConfig,
     Millis,
     ModelResult,
     ModelsConfig,
@@ -54,6 +56,7 @@ from .schema import (
     TierConfig,
     UserConfig,
     UserDefaults,
+    WhenAllOpen,
 )
 
 __all__ = [
@@ -65,9 +68,11 @@ __all__ = [
     "MAX_MILLIS",
     "PROVIDER_PARAMS",
     "STRATEGIES",
+    "CircuitConfig",
     "ConfigSource",
     "ConfigWarning",
     "ExperimentConfig",
+    "HealthConfig",
     "Millis",
     "ModelResult",
     "ModelsConfig",
@@ -83,6 +88,7 @@ __all__ = [
     "TierConfig",
     "UserConfig",
     "UserDefaults",
+    "WhenAllOpen",
     "YamlLimits",
     "load_models_config",
     "load_user_config",

@@ -46,7 +46,11 @@ __all__ = [
     "MAX_COST_USD",
     "MAX_MILLIS",
     "STRATEGIES",
+    "CircuitConfig",
+    "CircuitOverride",
     "ExperimentConfig",
+    "ExperimentHealth",
+    "HealthConfig",
     "Millis",
     "ModelResult",
     "ModelsConfig",
@@ -62,6 +66,7 @@ __all__ = [
     "TierConfig",
     "UserConfig",
     "UserDefaults",
+    "WhenAllOpen",
 ]
 
 Strategy = Literal["first", "race", "fallback", "consensus"]
@@ -206,6 +211,67 @@ class StrictModel(BaseModel):
         return NotImplemented
 
 
+WhenAllOpen = Literal["fail", "tryLeastRecentlyFailed"]
+
+
+class CircuitConfig(StrictModel):
+    """Circuit breakers: a model that keeps failing is skipped for a cooldown, then one probe at a
+    time decides whether it is back. The defaults follow LiteLLM's Router, which also cools a
+    failing deployment down unless told otherwise (there: 5 s after 3 failures a minute)."""
+
+    enabled: bool = True
+    """Skip models whose circuit is open. Off: every model is always called, nothing is counted."""
+    consecutive_failures: Annotated[int, Field(ge=1, le=1000)] = 5
+    """Failures (errors or timeouts) in a row that open the circuit."""
+    error_rate: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = 0.5
+    """Share of failed calls over the sliding `window` that opens the circuit (null: off)."""
+    min_calls: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+    """Calls the window must hold before `errorRate` is judged."""
+    window: Millis = 60000.0
+    """Length of the sliding error-rate window, in milliseconds."""
+    cooldown: Millis = 5000.0
+    """How long an open circuit skips its model before one probe is let through, in milliseconds."""
+    max_retry_after: Millis = 600000.0
+    """A 429 opens the circuit for its Retry-After, at most this long (milliseconds)."""
+    when_all_open: WhenAllOpen = "fail"
+    """Every model of a plan open: ``fail`` fast (`CircuitOpenError`), or
+    ``tryLeastRecentlyFailed`` (call the open model whose last failure is oldest)."""
+
+    @property
+    def window_s(self) -> float:
+        return self.window / 1000.0
+
+    @property
+    def cooldown_s(self) -> float:
+        return self.cooldown / 1000.0
+
+    @property
+    def max_retry_after_s(self) -> float:
+        return self.max_retry_after / 1000.0
+
+
+class HealthConfig(StrictModel):
+    """``health:`` in models.yaml: how the registry tracks each model's health, fleet-wide when
+    the state store is shared (``LUCKY_STATE_URL=redis://...``)."""
+
+    circuit: CircuitConfig = Field(default_factory=CircuitConfig)
+
+
+class CircuitOverride(StrictModel):
+    """What one experiment may change about circuit breaking (thresholds are per model, so they
+    are the registry's: every experiment calling a model shares its circuit)."""
+
+    enabled: bool | None = None
+    """false: this experiment calls its models even while their circuit is open."""
+    when_all_open: WhenAllOpen | None = None
+
+
+class ExperimentHealth(StrictModel):
+    """``health:`` inside an experiment: overrides of the registry's ``health:`` section."""
+
+    circuit: CircuitOverride = Field(default_factory=CircuitOverride)
+
+
 class _StrategyOptions(StrictModel):
     """Checks and unit conversions shared by experiments and tier overrides. The fields stay in
     the subclasses: `strategy` must be declared before `hedge_after`/`min_agreement` for the
@@ -264,6 +330,8 @@ class ExperimentConfig(_StrategyOptions):
     params: Params = Field(default_factory=dict)
     """Generation parameters passed to litellm (temperature, max_tokens, tools, ...); an allow-list:
     nothing that redirects traffic or credentials, nor litellm's retry/stream/timeout switches."""
+    health: ExperimentHealth | None = None
+    """Overrides of the registry's ``health:`` section for this experiment."""
 
 
 class UserDefaults(StrictModel):
@@ -442,6 +510,8 @@ class ModelsConfig(StrictModel):
     defaults: RequestDefaults = Field(default_factory=RequestDefaults)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    """Per-model health: circuit breakers (see README, "Circuit breakers")."""
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     performance_tracking: bool = Field(
         default=True,
