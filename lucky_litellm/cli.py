@@ -17,13 +17,21 @@ from typing import Any
 
 import click
 
-from .errors import LuckyError
+from .errors import LuckyError, UnknownUserError
 
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
     try:
         yield
+    except UnknownUserError as exc:  # its message names the library call; name the CLI's ways
+        click.secho(
+            f"error: no experiments for user {exc.user_id!r}: pass --user-config FILE, or list the "
+            "user under `users:` in the models file (--config)",
+            fg="red",
+            err=True,
+        )
+        sys.exit(1)
     except LuckyError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
@@ -176,12 +184,13 @@ def resolve(
     if as_json:
         click.echo(json.dumps({**described, "runnable": bool(plan.targets)}, indent=2))
         return
+    width = max(map(len, described))
     for key, value in described.items():
         if key == "disabled":
             for entry in value:
-                click.secho(f"{'disabled':>15}: {entry['model']} ({entry['reason']})", fg="yellow")
+                click.secho(f"{'disabled':>{width}}: {entry['model']} ({entry['reason']})", fg="yellow")
         else:
-            click.echo(f"{key:>15}: {_cell(value)}")
+            click.echo(f"{key:>{width}}: {_cell(value)}")
     if not plan.targets:
         click.secho(
             "nothing would run: every model's provider is disabled (`complete` would fail with "
@@ -195,7 +204,7 @@ def resolve(
 @click.argument("prompt")
 @click.option("--user-id", help="Caller's user id (budget, concurrency, rollout).")
 @click.option("--user-config", type=click.Path(dir_okay=False), help="YAML experiments for the spec's user.")
-@click.option("--max-tokens", type=int, help="Passed to litellm.")
+@click.option("--max-tokens", type=click.IntRange(min=1), help="Passed to litellm.")
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),

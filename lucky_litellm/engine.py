@@ -84,7 +84,11 @@ def start_warm_up() -> concurrent.futures.Future[None]:
                 try:
                     _load()
                 except BaseException as exc:  # requests then load what they need themselves
-                    logger.warning("warming up litellm failed: %s", type(exc).__name__)
+                    # a CLI that exits while litellm imports makes the import fail ("can't
+                    # register atexit after shutdown"): nobody is left to need the warning
+                    exiting = not threading.main_thread().is_alive()
+                    log = logger.debug if exiting else logger.warning
+                    log("warming up litellm failed: %s", type(exc).__name__)
                 future.set_result(None)
 
             # not a daemon: a process that exits while litellm is still importing would freeze this

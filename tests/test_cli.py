@@ -73,6 +73,39 @@ def test_resolve_of_a_bad_spec_is_one_line_and_exit_1(runner):
     assert "missing tier name" in result.output
 
 
+def test_resolve_of_an_unknown_user_names_the_cli_options_not_a_library_call(runner):
+    result = runner.invoke(main, ["resolve", "user:nobody:x"])
+    assert result.exit_code == 1
+    assert "pass --user-config FILE" in result.output
+    assert "load_user_config" not in result.output
+
+
+def test_resolve_aligns_every_row_of_the_plan(runner):
+    result = runner.invoke(main, ["resolve", "tier:medium"])
+    assert result.exit_code == 0, result.output
+    colons = {line.index(": ") for line in result.output.splitlines() if ": " in line}
+    assert len(colons) == 1, result.output
+
+
+def test_a_command_that_fails_fast_exits_without_a_warm_up_warning():
+    result = subprocess.run(
+        [sys.executable, "-m", "lucky_litellm.cli", "resolve", "user:nobody:x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **PLANTED_KEYS},
+    )
+    assert result.returncode == 1
+    assert "no experiments for user 'nobody'" in result.stderr
+    assert "warming up" not in result.stderr
+
+
+def test_complete_refuses_a_negative_max_tokens_before_calling_anyone(runner):
+    result = runner.invoke(main, ["complete", "tier:fast", "hi", "--max-tokens", "-5"])
+    assert result.exit_code == 2
+    assert "--max-tokens" in result.output
+
+
 def test_tiers_prints_a_table_with_prices(runner):
     result = runner.invoke(main, ["tiers"])
     assert result.exit_code == 0, result.output

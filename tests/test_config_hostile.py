@@ -178,6 +178,19 @@ def test_models_config_numbers_are_bounded_too():
     assert {issue.path for issue in error.value.issues} == {"tiers.medium.timeout", "tiers.medium.maxCost"}
 
 
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [("rollout", "autoTier"), ("rollout", "enabled"), ("telemetry", "captureContent"), (None, "trackCost")],
+)
+def test_a_quoted_yes_is_not_taken_for_a_boolean(section, key):
+    data = {section: {key: "yes"}} if section else {key: "yes"}
+    with pytest.raises(ConfigError) as error:
+        validate_models_config(data)
+    issue = only_issue(error)
+    assert issue.path == (f"{section}.{key}" if section else key)
+    assert "expected true or false" in issue.message
+
+
 # -- every provider entry resolves at load -------------------------------------------------------
 
 

@@ -676,6 +676,8 @@ def test_a_default_openai_client_does_not_retry_lucky_502s(proxy: Proxy, upstrea
         retrying.chat.completions.create(model="user:alice:doomed", messages=HI, user="alice")
     assert info.value.status_code == 502
     assert info.value.response.headers.get("x-should-retry") == "false"
+    lucky_fields = info.value.response.json()["error"]["provider_specific_fields"]
+    assert lucky_fields["lucky_error"] == "AllModelsFailedError"
     assert upstream.call_count() == 2  # one per model, not 2 x 3 client attempts
 
 

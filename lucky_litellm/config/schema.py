@@ -36,6 +36,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from ..errors import ConfigError, ModelSpecError
+from ..guard.policy import GuardPolicy
 from ..routing import routing_of
 from ..spec import parse_spec
 from .params import check_params, check_provider_params
@@ -168,6 +169,8 @@ Retries = Annotated[int, Field(ge=0, le=MAX_RETRIES)]
 Agreement = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 Delay = Annotated[float, Field(ge=0, le=MAX_MILLIS, allow_inf_nan=False)]
 Concurrency = Annotated[int, Field(gt=0, le=MAX_CONCURRENT)]
+Switch = Annotated[bool, Field(strict=True)]
+"""A YAML boolean (true/false); a string such as "yes" or "off" is refused, not guessed at."""
 
 
 def _seconds(ms: float | None) -> float | None:
@@ -358,7 +361,7 @@ class UserConfig(StrictModel):
     description: str | None = None
     experiments: Annotated[dict[ExperimentName, ExperimentConfig], Field(min_length=1)]
     defaults: UserDefaults = Field(default_factory=UserDefaults)
-    performance_tracking: bool = True
+    performance_tracking: Switch = True
     """Record per-model latency and cost for this user in `Models.stats()`."""
 
     @field_validator("defaults")
@@ -387,7 +390,7 @@ class ProviderConfig(StrictModel):
     """Endpoint URL, e.g. an OpenAI-compatible local server."""
     api_base_env: EnvName | None = None
     """NAME of an environment variable holding the endpoint URL."""
-    enabled: bool | None = None
+    enabled: Switch | None = None
     """None = automatic: enabled when the key env var is set or an api_base is given."""
     litellm_provider: ProviderName | None = None
     """litellm's prefix for this provider's models (``openai`` for OpenAI-compatible servers)."""
@@ -415,7 +418,7 @@ class TierConfig(_StrategyOptions):
 class RolloutConfig(StrictModel):
     """Who gets the registry path; everyone else takes the legacy single-model path."""
 
-    enabled: bool = True
+    enabled: Switch = True
     """Global switch; false is the kill switch."""
     percent: Annotated[float, Field(ge=0, le=100)] = 100.0
     """Share of users (sticky by user id) on the registry path."""
@@ -425,9 +428,12 @@ class RolloutConfig(StrictModel):
     """Mixed into the bucketing hash; change it to reshuffle who is in the percentage."""
     state_url: str | None = None
     """Where flags live across processes (``redis://127.0.0.1:6379/0``); env LUCKY_STATE_URL wins."""
-    auto_tier: bool = True
+    auto_tier: Switch = True
     """On the registry path, a concrete model that a tier maps to runs as that tier (its strategy
     and the active provider apply); the legacy path keeps the concrete model."""
+    guard: GuardPolicy | None = None
+    """Guarded rollout (``lucky-litellm rollout guard start``): stages, minimums, metric thresholds;
+    see `lucky_litellm.guard.policy`."""
 
     @field_validator("state_url")
     @classmethod
@@ -461,7 +467,7 @@ class StateConfig(StrictModel):
 class TelemetryConfig(StrictModel):
     """OpenTelemetry switches; prompt and answer text stay out of spans unless capture_content."""
 
-    capture_content: bool = False
+    capture_content: Switch = False
     cost_alert_thresholds: list[Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)]] = Field(
         default_factory=lambda: [0.5, 0.8, 1.0]
     )
@@ -513,14 +519,14 @@ class ModelsConfig(StrictModel):
     health: HealthConfig = Field(default_factory=HealthConfig)
     """Per-model health: circuit breakers (see README, "Circuit breakers")."""
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
-    performance_tracking: bool = Field(
+    performance_tracking: Switch = Field(
         default=True,
         validation_alias=AliasChoices(
             "trackPerformance", "track_performance", "performanceTracking", "performance_tracking"
         ),
     )
     """Record per-model latency and cost in `Models.stats()` (``trackPerformance``)."""
-    track_cost: bool = True
+    track_cost: Switch = True
     """Price every answer (`routing.cost_usd`, stats, cost alerts). Off: answers carry no cost, except
     for users with a ``costLimit``, whose budget needs it."""
     default_tier: TierName | None = None

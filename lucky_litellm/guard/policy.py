@@ -1,0 +1,323 @@
+"""The guard's rules: stages, how long each is held, which metrics may regress by how much.
+
+In ``models.yaml`` (camelCase keys, as the rest of the config)::
+
+    rollout:
+      guard:
+        stages: [1, 5, 25, 50, 100]        # % of users on the registry path, in order
+        minCalls: 200                      # per path, before a stage may advance
+        minSeconds: 300                    # wall time a stage is held at least
+        alpha: 0.05                        # 1 - confidence, shared by all metrics
+        metrics:
+          error_rate: +1pp                 # percentage points
+          p95_latency: +20%                # relative to legacy
+          cost: +10%                       # mean cost per call, relative to legacy
+          feedback.thumbs_up: -0.05        # a user metric: see "direction" below
+
+A stage may also be a mapping with its own minimums: ``- {percent: 25, minCalls: 1000}``.
+
+**Thresholds.** A threshold is the regression the registry path is allowed, compared with legacy:
+``+1pp`` (absolute, percentage points: rates only), ``+20%`` (relative to legacy's value),
+``+250ms`` / ``+0.5s`` (absolute, latency only), or a bare number in the metric's own unit
+(a fraction for error rate, USD for cost, seconds for latency, the value for feedback).
+
+**Direction.** Error rate, latency and cost are worse when higher: their threshold is positive
+(the ``+`` may be left out). A feedback metric can go either way, so its sign says which way is
+worse: ``feedback.thumbs_up: -0.05`` means *lower is worse* and the registry may score up to
+0.05 lower; ``feedback.regenerations: +0.1`` means *higher is worse*. A feedback threshold
+without a sign is an error, and so is a zero threshold (nothing could ever be shown not worse).
+
+``metrics`` replaces the default set ``{error_rate: +1pp, p95_latency: +20%, cost: +10%}`` as a
+whole, so a metric can be dropped by leaving it out.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from ..errors import ConfigError, ConfigIssue
+
+__all__ = [
+    "BUILTIN_METRICS",
+    "DEFAULT_METRICS",
+    "DEFAULT_STAGES",
+    "GuardPolicy",
+    "MetricName",
+    "Stage",
+    "Threshold",
+    "parse_threshold",
+    "validate_guard_policy",
+]
+
+DEFAULT_STAGES: tuple[float, ...] = (1.0, 5.0, 25.0, 50.0, 100.0)
+BUILTIN_METRICS: tuple[str, ...] = ("error_rate", "p95_latency", "cost")
+DEFAULT_METRICS: Mapping[str, str] = {"error_rate": "+1pp", "p95_latency": "+20%", "cost": "+10%"}
+_ALIASES = {
+    "error_rate": "error_rate",
+    "errorRate": "error_rate",
+    "p95_latency": "p95_latency",
+    "p95Latency": "p95_latency",
+    "cost": "cost",
+}
+_FEEDBACK = re.compile(r"^feedback\.([A-Za-z0-9][A-Za-z0-9_.\-]{0,63})$")
+_THRESHOLD = re.compile(r"^\s*([+-]?)\s*(\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*(pp|%|ms|s)?\s*$")
+
+Unit = Literal["", "pp", "%", "ms", "s"]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A parsed regression threshold.
+
+    `relative` thresholds compare the ratio registry/legacy with ``1 + amount``; absolute ones the
+    difference registry - legacy with `amount`, in the metric's unit (fraction, seconds, USD).
+    `higher_is_worse` is the direction of regression; `amount` keeps the written sign (so it is
+    negative when lower is worse)."""
+
+    amount: float
+    relative: bool
+    higher_is_worse: bool
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def margin(self) -> float:
+        """The allowed regression as a positive number (fraction, or relative share)."""
+        return abs(self.amount)
+
+
+def parse_threshold(metric: str, value: object) -> Threshold:
+    """``"+1pp"``, ``"+20%"``, ``"+250ms"``, ``-0.05`` → a `Threshold` for `metric` (its canonical name).
+
+    Raises ValueError (with a message naming what is wrong, never echoing long input)."""
+    if isinstance(value, Threshold):
+        return value
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError("expected a threshold such as +1pp, +20% or -0.05")
+    text = str(value)
+    explicit_sign = isinstance(value, str) and text.strip()[:1] in "+-" and text.strip() != ""
+    if isinstance(value, int | float):
+        if not math.isfinite(float(value)):
+            raise ValueError("must be a finite number")
+        number, unit, sign = float(value), "", "-" if value < 0 else "+"
+        explicit_sign = value < 0  # YAML drops a '+'; a negative number is explicit
+    else:
+        match = _THRESHOLD.match(text) if len(text) <= 40 else None
+        if not match:
+            raise ValueError("expected a threshold such as +1pp, +20%, +250ms or -0.05 (sign, number, unit)")
+        sign, unit = match.group(1) or "+", match.group(3) or ""
+        number = float(text.strip().lstrip("+-").strip().removesuffix(unit).strip())
+        if sign == "-":
+            number = -number
+    if number == 0:
+        raise ValueError("a threshold of 0 could never be shown not worse; give the regression allowed")
+    feedback = metric.startswith("feedback.")
+    if feedback and not explicit_sign:
+        raise ValueError(
+            "a feedback threshold needs a sign: -0.05 if lower is worse, +0.05 if higher is worse"
+        )
+    if not feedback and number < 0:
+        raise ValueError(
+            f"{metric} is worse when higher: its threshold must be positive (e.g. +{-number:g}{unit})"
+        )
+    if unit == "pp" and metric != "error_rate":
+        raise ValueError("'pp' (percentage points) applies to error_rate only")
+    if unit in ("ms", "s") and metric != "p95_latency":
+        raise ValueError(f"'{unit}' applies to p95_latency only")
+    amount = number / 100 if unit in ("pp", "%") else number / 1000 if unit == "ms" else number
+    if unit == "%" and amount <= -1:
+        raise ValueError("a relative threshold must be above -100%")
+    canonical = f"{'+' if number > 0 else '-'}{abs(number):g}{unit}"
+    return Threshold(amount=amount, relative=unit == "%", higher_is_worse=number > 0, text=canonical)
+
+
+def _canonical_metric(key: object) -> str:
+    if not isinstance(key, str):
+        raise PydanticCustomError("lucky_metric", "metric names must be strings")
+    if key in _ALIASES:
+        return _ALIASES[key]
+    if _FEEDBACK.match(key):
+        return key
+    raise PydanticCustomError(
+        "lucky_metric",
+        "unknown metric '{name}': use error_rate, p95_latency, cost or feedback.<name>",
+        {"name": key[:40]},
+    )
+
+
+def _metrics(value: object) -> object:
+    """Canonical metric names, and each threshold parsed against its metric."""
+    if not isinstance(value, Mapping):
+        return value  # pydantic reports "expected a mapping"
+    parsed: dict[str, Threshold] = {}
+    for key, raw in value.items():
+        name = _canonical_metric(key)
+        if name in parsed:
+            raise PydanticCustomError(
+                "lucky_metric", "metric '{name}' is given twice", {"name": name, "loc_suffix": (key,)}
+            )
+        try:
+            parsed[name] = parse_threshold(name, raw)
+        except ValueError as exc:
+            raise PydanticCustomError(
+                "lucky_threshold", "{reason}", {"reason": str(exc), "loc_suffix": (key,)}
+            ) from None
+    if not parsed:
+        raise PydanticCustomError("lucky_metric", "name at least one metric")
+    return parsed
+
+
+def _default_metrics() -> dict[str, Any]:
+    return {name: parse_threshold(name, text) for name, text in DEFAULT_METRICS.items()}
+
+
+Metrics = Annotated[
+    dict[str, Any],
+    BeforeValidator(_metrics),
+    PlainSerializer(lambda value: {name: str(t) for name, t in value.items()}),
+]
+MetricName = str
+"""``error_rate``, ``p95_latency``, ``cost`` or ``feedback.<name>``."""
+
+
+class _GuardModel(BaseModel):
+    """Same conventions as `config.schema.StrictModel` (camelCase or snake_case, unknown keys
+    rejected, immutable, inputs never echoed); kept apart so the config schema can import it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        alias_generator=to_camel,
+        frozen=True,
+        hide_input_in_errors=True,
+        use_attribute_docstrings=True,
+    )
+
+
+Percent = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
+MinCalls = Annotated[int, Field(ge=1, le=100_000_000)]
+Seconds = Annotated[float, Field(ge=0, le=30 * 86_400, allow_inf_nan=False)]
+
+
+class Stage(_GuardModel):
+    """One stage: the share of users on the registry path, and (optionally) its own minimums."""
+
+    percent: Percent
+    min_calls: MinCalls | None = None
+    """Calls on each path before this stage may advance; default the policy's ``minCalls``."""
+    min_seconds: Seconds | None = None
+    """Seconds this stage is held at least; default the policy's ``minSeconds``."""
+
+
+def _stage(value: object) -> object:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return {"percent": value}
+    return value
+
+
+class GuardPolicy(_GuardModel):
+    """How a guarded rollout advances (see the module docstring for the YAML and the thresholds)."""
+
+    stages: Annotated[list[Annotated[Stage, BeforeValidator(_stage)]], Field(min_length=1, max_length=50)] = (
+        Field(default_factory=lambda: [Stage(percent=p) for p in DEFAULT_STAGES])
+    )
+    """Registry share of each stage in %, increasing; a number or ``{percent, minCalls, minSeconds}``."""
+    min_calls: MinCalls = 200
+    """Calls on EACH path (registry and legacy) before a stage may advance."""
+    min_seconds: Seconds = 300.0
+    """Seconds a stage is held at least before it may advance (rollback does not wait)."""
+    alpha: Annotated[float, Field(gt=0, lt=0.5, allow_inf_nan=False)] = 0.05
+    """1 - confidence. Shared by all metrics (each gets alpha / number of metrics) and valid
+    however often the decision is taken."""
+    metrics: Metrics = Field(default_factory=lambda: _default_metrics())
+    """Metric → threshold; replaces the default set as a whole."""
+
+    @field_validator("stages")
+    @classmethod
+    def _increasing(cls, value: list[Stage]) -> list[Stage]:
+        for index in range(1, len(value)):
+            if value[index].percent <= value[index - 1].percent:
+                raise PydanticCustomError(
+                    "lucky_stages",
+                    "stages must increase: stage {index} ({now}%) is not above the one before ({before}%)",
+                    {
+                        "index": index,
+                        "now": f"{value[index].percent:g}",
+                        "before": f"{value[index - 1].percent:g}",
+                        "loc_suffix": (index,),
+                    },
+                )
+        return value
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def thresholds(self) -> dict[str, Threshold]:
+        return dict(self.metrics)
+
+    def percent(self, stage_index: int) -> float:
+        return self.stages[self.check_stage(stage_index)].percent
+
+    def stage_min_calls(self, stage_index: int) -> int:
+        stage = self.stages[self.check_stage(stage_index)]
+        return stage.min_calls if stage.min_calls is not None else self.min_calls
+
+    def stage_min_seconds(self, stage_index: int) -> float:
+        stage = self.stages[self.check_stage(stage_index)]
+        return stage.min_seconds if stage.min_seconds is not None else self.min_seconds
+
+    def is_last(self, stage_index: int) -> bool:
+        return self.check_stage(stage_index) == len(self.stages) - 1
+
+    def check_stage(self, stage_index: int) -> int:
+        if isinstance(stage_index, bool) or not isinstance(stage_index, int):
+            raise TypeError(f"stage_index must be an int, got {type(stage_index).__name__}")
+        if not 0 <= stage_index < len(self.stages):
+            raise IndexError(f"stage_index {stage_index} is outside 0..{len(self.stages) - 1}")
+        return stage_index
+
+    @property
+    def metric_alpha(self) -> float:
+        """The error budget of each metric (Bonferroni: alpha / number of metrics)."""
+        return self.alpha / len(self.metrics)
+
+
+def validate_guard_policy(
+    data: Mapping[str, Any] | GuardPolicy | None, *, source: str | None = None
+) -> GuardPolicy:
+    """A `GuardPolicy` from a mapping (``rollout.guard`` of models.yaml, or its own file).
+
+    Raises `ConfigError` listing every problem with its path (``metrics.cost``, ``stages.2``)."""
+    from ..config.issues import pydantic_issues
+    from ..yaml_loader import LineMap
+
+    if data is None:
+        return GuardPolicy()
+    if isinstance(data, GuardPolicy):
+        return data
+    if not isinstance(data, Mapping):
+        raise ConfigError([ConfigIssue("", "expected a mapping", source)], "invalid guard policy")
+    try:
+        return GuardPolicy.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            pydantic_issues(GuardPolicy, exc, LineMap(file=source)), "invalid guard policy"
+        ) from None
