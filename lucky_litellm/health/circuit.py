@@ -83,7 +83,9 @@ class Breaker:
     __slots__ = (
         "bucket_nos",
         "consecutive",
+        "current",
         "fails",
+        "index",
         "last_error",
         "last_failure",
         "model",
@@ -116,6 +118,9 @@ class Breaker:
         self.oks = [0] * BUCKETS
         self.fails = [0] * BUCKETS
         self.bucket_nos = [-1] * BUCKETS
+        self.current = -1
+        """Number of the window bucket the latest call fell in (its slot: `index`)."""
+        self.index = 0
         self.reason = ""
         self.last_error = ""
         self.last_failure = -math.inf
@@ -141,7 +146,7 @@ class Breaker:
 
     def window(self, now: float, policy: Policy) -> tuple[int, int]:
         """(calls, failures) in this process over the sliding window."""
-        current = int(now / policy.bucket_s)
+        current = int(now * (1 / policy.bucket_s))
         calls = failures = 0
         for index in range(BUCKETS):
             if self.bucket_nos[index] > current - BUCKETS:
@@ -152,11 +157,15 @@ class Breaker:
     # -- events ----------------------------------------------------------------------------------
 
     def _bucket(self, now: float, policy: Policy) -> int:
-        number = int(now / policy.bucket_s)
+        number = int(now * (1 / policy.bucket_s))
+        if number == self.current:
+            return self.index
         index = number % BUCKETS
         if self.bucket_nos[index] != number:
             self.bucket_nos[index] = number
             self.oks[index] = self.fails[index] = 0
+        if number > self.current:
+            self.current, self.index = number, index
         return index
 
     def success(self, now: float, policy: Policy, probe: bool, shared: bool) -> bool:
@@ -173,8 +182,7 @@ class Breaker:
         if self.opened and (probe or now >= self.open_until):
             self.opened = False
             self.reason = ""
-            self.oks = [0] * BUCKETS
-            self.fails = [0] * BUCKETS
+            self.clear_window()
             return True
         return False
 
@@ -222,6 +230,11 @@ class Breaker:
                     f"error rate {failures / calls:.0%} over {calls} calls (last: {error})",
                 )
         return False
+
+    def clear_window(self) -> None:
+        """A closed circuit starts counting afresh: old failures must not re-open it at once."""
+        self.oks = [0] * BUCKETS
+        self.fails = [0] * BUCKETS
 
     def _open(self, until: float, reason: str, *, again: bool = False) -> bool:
         was = self.opened

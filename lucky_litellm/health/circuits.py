@@ -83,6 +83,7 @@ class Circuits:
 
     def __init__(self, config: CircuitConfig, store: RedisHealthStore | None = None) -> None:
         self.policy = Policy.from_config(config)
+        self._buckets_per_s = 1 / self.policy.bucket_s
         self.when_all_open: WhenAllOpen = config.when_all_open
         self.store = store
         self.shared = store is not None
@@ -189,11 +190,28 @@ class Circuits:
     # -- after an attempt --------------------------------------------------------------------------
 
     def succeeded(self, model: str, run: RequestRun) -> None:
-        """An attempt of `model` answered (for a stream: its first chunk arrived)."""
+        """An attempt of `model` answered (for a stream: its first chunk arrived).
+
+        The hot path: a closed circuit in the same window bucket as the last call costs a few
+        attribute updates, without the lock (a success lost to a concurrent push of the syncer
+        only makes an error rate a hair higher; failures and transitions take the lock)."""
+        breaker = self._breakers.get(model)
+        if breaker is not None and not breaker.opened and run.probes is None:
+            breaker.consecutive = 0
+            if int(time.monotonic() * self._buckets_per_s) == breaker.current:
+                breaker.oks[breaker.index] += 1
+                if self.shared:
+                    breaker.pending_ok += 1
+                    breaker.pending_trailing = 0
+                    breaker.pending_had_ok = breaker.pending = True
+                return
+        self._succeeded(model, run)
+
+    def _succeeded(self, model: str, run: RequestRun) -> None:
         self._active = True
         probes = run.probes
         probe = probes is not None and model in probes
-        breaker = self._breakers.get(model) or self._breaker(model)
+        breaker = self._breaker(model)
         with self._lock:
             if probe:
                 assert probes is not None
@@ -330,8 +348,7 @@ class Circuits:
                 if shared.last_failure_ago_s is not None:
                     breaker.last_failure = now - shared.last_failure_ago_s
                 if not breaker.opened and was_open:
-                    breaker.oks = [0] * len(breaker.oks)
-                    breaker.fails = [0] * len(breaker.fails)
+                    breaker.clear_window()
             self.unhealthy = any(breaker.opened for breaker in self._breakers.values())
 
     # -- reading -----------------------------------------------------------------------------------
