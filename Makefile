@@ -26,8 +26,9 @@ test: lint
 	bash .ci/install-redis.sh
 	$(VENV)/bin/pytest -q
 
+# make bench BENCH_ARGS="--only state,memory" (or --quick): see benchmarks/run.py
 bench: $(STAMP)
-	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 # A wheel for other projects: pip install 'dist/lucky_litellm-<version>-py3-none-any.whl[proxy]'
 dist: $(STAMP)

@@ -191,14 +191,39 @@ def quiet_litellm() -> None:
 
 def run_json_subprocess(module: str, *args: str, timeout: float = 600) -> dict[str, Any]:
     """Run `python -m module args...` in a fresh interpreter; its last stdout line is JSON."""
+    return run_json_subprocesses([[module, *args]], timeout=timeout)[0]
+
+
+def run_json_subprocesses(commands: list[list[str]], timeout: float = 600) -> list[dict[str, Any]]:
+    """Run each `[module, *args]` as `python -m module args...`, all at once (one per core on this
+    2-core machine), each in a fresh interpreter whose last stdout line is JSON; their results in
+    order. A child that fails raises `RuntimeError` with the end of its stderr, once all are done."""
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    done = subprocess.run(
-        [sys.executable, "-m", module, *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-        timeout=timeout,
-    )
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", *command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        for command in commands
+    ]
+    outputs: list[tuple[str, str]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        for process in processes:
+            outputs.append(process.communicate(timeout=max(0.0, deadline - time.monotonic())))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    results = []
+    for command, process, (out, err) in zip(commands, processes, outputs, strict=True):
+        lines = out.strip().splitlines()
+        if process.returncode != 0 or not lines:
+            raise RuntimeError(f"{' '.join(command)} exited {process.returncode}: {err.strip()[-500:]}")
+        results.append(json.loads(lines[-1]))
+    return results

@@ -6,14 +6,21 @@
     python -m benchmarks.run --only hedging,import     # or --only=hedging,import
     python -m benchmarks.run --only=overhead --freeze   # also the overhead matrix after gc.freeze()
 
+Progress goes to stderr as each benchmark starts and ends, with its wall time next to its budget
+(`BUDGETS`, for a quiet 2-core machine); each benchmark's figures are printed next to their targets
+as it ends, all of them again at the end, then the wall-time table and whether the whole run met its
+5 minutes (with the load average, which says how quiet the machine was).
+
 Only a full run writes `benchmarks/results.json` (the committed figures); a quick or partial run
-writes `benchmarks/results.partial.json`. A benchmark that fails is reported as a failed row and
-the others still run; the exit status is then 1.
+writes `benchmarks/results.partial.json`. A benchmark that fails (raises, exits, or returns figures
+the table cannot read) is reported as a failed row and the others still run; the exit status is then
+1. An over-budget time or a missed target is shown, not an error.
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import platform
@@ -22,7 +29,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -38,6 +45,9 @@ from benchmarks import (
     bench_tracing,
     profile_breakdown,
 )
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 RESULTS = Path(__file__).with_name("results.json")
 PARTIAL = Path(__file__).with_name("results.partial.json")
@@ -58,9 +68,37 @@ BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
 }
 
 
-def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+BUDGETS: dict[str, float] = {
+    "overhead": 75,
+    "proxy": 75,
+    "hedging": 20,
+    "state": 25,
+    "memory": 20,
+    "tracing": 15,
+    # the small ones share 15 s
+    "import": 5,
+    "config": 2,
+    "middleware": 8,
+}
+"""Wall seconds each benchmark may take on a quiet 2-core machine; they add up to the whole run's
+5 minutes, so a benchmark that outgrows its share shows up here before the total does."""
+
+TOTAL_BUDGET_S = 300.0
+"""`make bench` as a whole, on 2 cores."""
+
+NO_LITELLM = frozenset({"import", "config"})
+"""Benchmarks that never import litellm in this process (no setup import for them alone)."""
+
+WIDE = 160
+"""Table width when the output is a file: long measures stay on one line."""
+
+Row = tuple[str, str, str, bool | None]
+"""(measure, value, target, met) for the table; met None = reported only."""
+
+
+def _rows(results: dict[str, Any]) -> list[Row]:
     """(measure, value, target, met) for the table; met None = reported only."""
-    rows: list[tuple[str, str, str, bool | None]] = []
+    rows: list[Row] = []
     overhead = results.get("overhead")
     if overhead:
         rows.extend(bench_overhead.rows(overhead))
@@ -179,12 +217,87 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     return rows
 
 
-def _print_table(rows: list[tuple[str, str, str, bool | None]]) -> None:
-    widths = [max(len(str(row[i])) for row in rows) for i in range(3)]
-    print(f"\n{'measure':<{widths[0]}}  {'value':<{widths[1]}}  {'target':<{widths[2]}}  result")
-    for measure, value, target, met in rows:
-        mark = "-" if met is None else ("PASS" if met else "FAIL")
-        print(f"{measure:<{widths[0]}}  {value:<{widths[1]}}  {target:<{widths[2]}}  {mark}")
+def _print_table(rows: list[Row], title: str | None = None) -> None:
+    """Every figure next to its target; plain text when stdout is not a terminal (CI logs, `tee`)."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    for column in ("measure", "value", "target", "result"):
+        table.add_column(column, overflow="fold")
+    for measure, value, target, met in rows:  # an error message may hold [brackets]: not markup
+        table.add_row(escape(measure), escape(value), escape(target), _mark(met))
+    _console().print(table)
+
+
+def _mark(met: bool | None) -> str:
+    return "-" if met is None else ("[green]PASS[/]" if met else "[bold red]FAIL[/]")
+
+
+def _console(stderr: bool = False) -> Console:
+    """Made per print, so it writes to whatever sys.stdout is then (pytest's capture included)."""
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:  # a log file: no colour codes, and no wrapping at 80 columns
+        console = Console(stderr=stderr, highlight=False, width=WIDE, no_color=True)
+    return console
+
+
+def _budget(name: str) -> str:
+    budget = BUDGETS.get(name)
+    return f"{budget:.0f} s" if budget is not None else "none"
+
+
+def _within(seconds: float, budget: float | None) -> str:
+    if budget is None:
+        return "-"
+    return "[green]within[/]" if seconds <= budget else "[bold red]OVER[/]"
+
+
+def _rows_of(name: str, result: dict[str, Any]) -> tuple[list[Row], str | None]:
+    """One benchmark's rows; a result the table cannot read is one failed row, not a lost table."""
+    try:
+        return _rows({name: result}), None
+    except Exception as exc:  # e.g. a key a benchmark stopped returning
+        traceback.print_exc()
+        error = f"result unreadable, {type(exc).__name__}: {exc}"
+        return [], error
+
+
+def _run_one(name: str, quick: bool) -> tuple[dict[str, Any], str | None]:
+    """(result, error): the benchmark's own dict, or an error dict and its one-line description."""
+    budget = BUDGETS.get(name)
+    # a benchmark stuck far past its budget shows where it is stuck (stderr), and keeps running
+    # (to the real stderr, fd 2: faulthandler writes to a file descriptor, not to sys.stderr)
+    faulthandler.dump_traceback_later(max(60.0, 4 * (budget or 60.0)), exit=False, file=2)
+    try:
+        result = BENCHES[name](quick)
+        if not isinstance(result, dict):
+            raise TypeError(f"returned {type(result).__name__}, not a dict of figures")
+        return result, None
+    except (Exception, SystemExit) as exc:  # one broken benchmark must not lose the others' figures
+        traceback.print_exc()
+        error = f"{type(exc).__name__}: {exc}"
+        return {"error": error}, error
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+def _setup(selected: list[str]) -> float | None:
+    """Import litellm once, before the first benchmark that needs it, so that its ~3 s are not
+    billed to whichever benchmark happens to run first; seconds taken, None if not needed."""
+    if not set(selected) - NO_LITELLM:
+        return None
+    started = time.perf_counter()
+    import litellm  # noqa: F401
+
+    return time.perf_counter() - started
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -229,34 +342,82 @@ def main(argv: list[str]) -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "quick": args.quick},
         "benchmarks": selected,
     }
-    failed: list[str] = []
+    progress = _console(stderr=True)
+    load_before = os.getloadavg()[0]
     run_started = time.perf_counter()
+    setup = _setup(selected)
+    if setup is not None:
+        results["setup_seconds"] = round(setup, 1)
+        progress.print(f"setup: import litellm {setup:.1f} s")
+    failed: list[str] = []
+    rows: list[Row] = []
+    count = len(selected)
     for index, name in enumerate(selected, 1):
+        step = f"[{index}/{count}] {name}"
+        elapsed = time.perf_counter() - run_started
+        progress.print(f"{step} started at {elapsed:.0f} s (budget {_budget(name)})")
         started = time.perf_counter()
-        print(f"[{index}/{len(selected)}] {name} ...", file=sys.stderr, flush=True)
-        try:
-            results[name] = BENCHES[name](args.quick)
-        except Exception as exc:  # one broken benchmark must not lose the others' figures
-            failed.append(name)
-            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
-            traceback.print_exc()
-            print(f"[{index}/{len(selected)}] {name} FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
+        results[name], error = _run_one(name, args.quick)
         seconds = round(time.perf_counter() - started, 1)
         results[name]["seconds"] = seconds
-        print(f"[{index}/{len(selected)}] {name} done in {seconds} s", file=sys.stderr, flush=True)
-    rows = _rows({name: value for name, value in results.items() if name not in failed})
-    rows += [(f"{name}: benchmark failed", results[name]["error"][:60], "runs", False) for name in failed]
+        own: list[Row] = []
+        if error is None:
+            own, error = _rows_of(name, results[name])
+        if error is not None:
+            failed.append(name)
+            own = [(f"{name}: benchmark failed", error[:80], "runs", False)]
+        rows += own
+        verdict = _within(seconds, BUDGETS.get(name))
+        progress.print(
+            f"{step} {'FAILED' if error else 'done'} in {seconds} s (budget {_budget(name)}) {verdict}"
+        )
+        if own:
+            _print_table(own)
+    total = time.perf_counter() - run_started
+    results["seconds"] = round(total, 1)
+    results["load_average"] = {"start": round(load_before, 1), "end": round(os.getloadavg()[0], 1)}
     if rows:
-        _print_table(rows)
+        _print_table(rows, title="all benchmarks")
     if "breakdown" in results.get("overhead", {}):
         print()
         print(profile_breakdown.format_table(results["overhead"]["breakdown"]))
+    _print_times(results, selected, total, full)
     results["table"] = [{"measure": m, "value": v, "target": t, "met": ok} for m, v, t, ok in rows]
-    results["seconds"] = round(time.perf_counter() - run_started, 1)
     out.write_text(json.dumps(results, indent=2) + "\n")
     shown = out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out
     print(f"\nwritten to {shown} ({'full run' if full else 'partial run: ' + RESULTS.name + ' untouched'})")
+    if failed:
+        print(f"FAILED: {', '.join(failed)} (tracebacks above, on stderr)")
     return 1 if failed else 0
+
+
+def _print_times(results: dict[str, Any], selected: list[str], total: float, full: bool) -> None:
+    """Each benchmark's wall time next to its budget, then the whole run against its 5 minutes."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="wall time", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    for column in ("benchmark", "seconds", "budget", "result"):
+        table.add_column(column)
+    if "setup_seconds" in results:
+        table.add_row("setup (import litellm)", f"{results['setup_seconds']}", "-", "-")
+    for name in selected:
+        seconds = results[name]["seconds"]
+        table.add_row(name, f"{seconds}", _budget(name), _within(seconds, BUDGETS.get(name)))
+    console = _console()
+    console.print(table)
+    load = results["load_average"]
+    # the budgets are for a quiet 2-core machine: the load average says how quiet it was
+    note = f"load average {load['start']} at start, {load['end']} at end, {os.cpu_count()} cpus"
+    if full:
+        met = total <= TOTAL_BUDGET_S
+        console.print(
+            f"whole run: {_minutes(total)} ({total:.1f} s), target < {_minutes(TOTAL_BUDGET_S)}: "
+            f"{_mark(met)} ({note})"
+        )
+    else:
+        budget = sum(BUDGETS.get(name, 0.0) for name in selected)
+        console.print(f"total: {_minutes(total)} ({total:.1f} s), budgets of these: {budget:.0f} s ({note})")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from .config.schema import WhenAllOpen
+    from .health import HedgePolicy
     from .providers import Target
 
 __all__ = ["Plan", "Strategy"]
@@ -39,6 +40,9 @@ class Plan:
     user_id: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     skipped: tuple[tuple[str, str], ...] = ()
+    hedging: HedgePolicy | None = field(default=None, compare=False)
+    """race: how the hedge delay is chosen and budgeted (``hedgeAfter: auto``, or a fixed delay
+    under an explicit budget); None runs a fixed `hedge_after_s` (or no hedging) as always."""
     circuit: bool = True
     """Whether open circuits skip models of this plan (an experiment's ``health.circuit.enabled``)."""
     when_all_open: WhenAllOpen | None = None
@@ -91,6 +95,7 @@ class Plan:
             "max_cost": self.max_cost,
             "retries": self.retries,
             "hedge_after_ms": None if self.hedge_after_s is None else self.hedge_after_s * 1000,
+            "hedging": None if self.hedging is None else self.hedging.describe(),
             "min_agreement": self.min_agreement,
             "experiment": self.experiment,
             "tier": self.tier,

@@ -27,7 +27,7 @@ from .errors import (
     UnknownTierError,
     UnknownUserError,
 )
-from .health import Circuits, ModelHealth
+from .health import Circuits, HedgeState, ModelHealth, hedge_policy
 from .limits import ConcurrencyLimiter
 from .plan import Plan
 from .providers import ProviderDisabledError, ProviderTable, Target
@@ -46,6 +46,8 @@ from .tiers import (
 )
 
 if TYPE_CHECKING:
+    from .config.schema import HealthConfig
+    from .health import HedgePolicy
     from .middleware import Middleware
 
 __all__ = ["Models", "create_models", "default_models", "set_default_models"]
@@ -112,6 +114,8 @@ class Models:
         self.circuits: Circuits | None = _circuits(self._config, self.state)
         """Per-model circuit breakers (``health.circuit``); None when switched off."""
         self.limiter = ConcurrencyLimiter()
+        self.hedging = HedgeState()
+        """Latency windows and hedge budgets (`hedgeAfter: auto`), kept across reloads."""
         self._stats = Stats(enabled=self._config.performance_tracking)
         self.alerts = CostAlerts(self._config.telemetry.cost_alert_thresholds)
         for user_id, source in self._config.users.items():
@@ -261,7 +265,13 @@ class Models:
                 timeout_s=timeout_ms / 1000.0,
                 retries=defaults.retries if experiment.retries is None else experiment.retries,
                 max_cost=experiment.max_cost,
-                hedge_after_s=None if experiment.hedge_after is None else experiment.hedge_after / 1000.0,
+                hedge_after_s=experiment.hedge_after_s,
+                hedging=self._hedge_policy(
+                    experiment.strategy,
+                    experiment.hedge_after,
+                    experiment.health,
+                    f"user:{spec.user_id}:{name}",
+                ),
                 min_agreement=experiment.min_agreement,
                 attempt_timeout_s=experiment.attempt_timeout_s,
                 experiment=name,
@@ -281,7 +291,8 @@ class Models:
                 timeout_s=(tier.timeout_ms or defaults.timeout) / 1000.0,
                 retries=defaults.retries if tier.retries is None else tier.retries,
                 max_cost=tier.max_cost,
-                hedge_after_s=None if tier.hedge_after_ms is None else tier.hedge_after_ms / 1000.0,
+                hedge_after_s=_fixed_seconds(tier.hedge_after_ms),
+                hedging=self._hedge_policy(tier.strategy, tier.hedge_after_ms, None, f"tier:{tier.name}"),
                 min_agreement=tier.min_agreement,
                 attempt_timeout_s=_seconds(tier.attempt_timeout_ms),
                 tier=tier.name,
@@ -298,6 +309,14 @@ class Models:
                 skipped=tuple(skipped),
             )
         return plan
+
+    def _hedge_policy(
+        self, strategy: str, hedge_after: float | str | None, override: HealthConfig | None, key: str
+    ) -> HedgePolicy | None:
+        if strategy != "race" or hedge_after is None:
+            return None
+        config = self._config.health.merged(override).hedging
+        return hedge_policy(self.hedging, hedge_after, config, key)
 
     def preview(self, spec: str | ModelSpec) -> Plan:
         """The plan `resolve` would return, even when every model's provider is disabled: then
@@ -554,12 +573,18 @@ def _circuit_overrides(experiment: Any) -> dict[str, Any]:
     if health is None:
         return {}
     circuit = health.circuit
+    written = circuit.model_fields_set
     out: dict[str, Any] = {}
-    if circuit.enabled is not None:
+    if "enabled" in written:
         out["circuit"] = circuit.enabled
-    if circuit.when_all_open is not None:
+    if "when_all_open" in written:
         out["when_all_open"] = circuit.when_all_open
     return out
+
+
+def _fixed_seconds(ms: float | str | None) -> float | None:
+    """A fixed `hedgeAfter` in seconds; None for none or a quantile word (see `Plan.hedging`)."""
+    return None if ms is None or isinstance(ms, str) else ms / 1000.0
 
 
 # -- the default registry used by lucky_litellm.complete -----------------------------------------

@@ -71,6 +71,12 @@ class Routing:
     answers: dict[str, str] | None = None
     cached: bool = False
     """Answered by a cache middleware (`lucky_litellm.middleware.cache`): no model was called."""
+    hedge_delay_ms: float | None = None
+    """race with `hedgeAfter`: how long the first model was given before a hedge (ms)."""
+    hedges: int = 0
+    """Models a hedged race started because the one in flight was slow (failovers not counted)."""
+    hedges_refused: int = 0
+    """Hedges the hedge budget refused (the upstream was slow for too many requests)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +93,9 @@ class Routing:
             "latency_ms": round(self.latency_ms, 3),
             "votes": self.votes,
             "agreement": self.agreement,
+            "hedge_delay_ms": None if self.hedge_delay_ms is None else round(self.hedge_delay_ms, 3),
+            "hedges": self.hedges,
+            "hedges_refused": self.hedges_refused,
         }
 
 

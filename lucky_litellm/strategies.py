@@ -64,35 +64,61 @@ async def fallback(run: RequestRun, targets: Sequence[Target]) -> Any:
 
 
 async def race(run: RequestRun, targets: Sequence[Target]) -> Any:
-    """All models at once (or one by one after `hedge_after`); the first success wins."""
-    hedge = run.plan.hedge_after_s
+    """All models at once, or one by one with `hedgeAfter`; the first success wins.
+
+    With `hedgeAfter`, the next model starts when the one in flight has not answered within the
+    delay (a hedge), or at once when it failed (a failover, not a hedge). The delay is fixed, or
+    with `hedgeAfter: auto` the observed latency quantile of the model in flight (`Plan.hedging`),
+    whose budget may refuse a hedge: the request then waits for the models already running."""
+    policy = run.plan.hedging
+    fixed = run.plan.hedge_after_s
+    budget = None if policy is None else policy.budget
     tasks: dict[asyncio.Task[Any], Attempt] = {}
     queue = list(targets)
 
-    def launch() -> None:
+    def launch() -> float | None:
+        """Start the next model; how long to give it before hedging (None: nothing left to start)."""
         target = queue.pop(0)
         attempt = run.new_attempt(target)
         tasks[asyncio.create_task(run.attempt(target, attempt), name=f"lucky:{target.spec}")] = attempt
+        if not queue:
+            return None
+        return fixed if policy is None else policy.delay_s(target.spec)
 
-    if hedge is None:
+    delay: float | None = None
+    refused = False
+    if fixed is None and policy is None:
         while queue:
             launch()
     else:
-        launch()
+        if budget is not None:
+            budget.admit()
+        delay = launch()
+        if delay is not None:
+            run.routing.hedge_delay_ms = delay * 1000
     pending = set(tasks)
     try:
         while pending:
-            timeout = hedge if (hedge is not None and queue) else None
-            done, pending = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            if not done:  # hedge delay passed with no answer: start the next model
-                launch()
+            done, pending = await asyncio.wait(pending, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            if not done:  # the hedge delay passed with no answer: start the next model
+                if budget is not None and not budget.try_spend():
+                    run.routing.hedges_refused += 1
+                    refused, delay = True, None  # no more hedges for this request
+                    continue
+                run.routing.hedges += 1
+                delay = launch()
                 pending = {task for task in tasks if not task.done()}
                 continue
             for task in _in_launch_order(done, tasks):
                 if task.exception() is None:
-                    return _won(run, tasks[task], task.result())
+                    attempt = tasks[task]
+                    if policy is not None:
+                        policy.observe(attempt.model, attempt.latency_ms)
+                    return _won(run, attempt, task.result())
             if queue:  # a failure does not wait for the hedge delay
-                launch()
+                delay = launch()
+                if refused:
+                    delay = None
                 pending = {task for task in tasks if not task.done()}
         raise _fail(run)
     finally:

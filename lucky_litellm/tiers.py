@@ -228,7 +228,8 @@ class Tier:
     attempt_timeout_ms: float | None = None
     max_cost: float | None = None
     retries: int | None = None
-    hedge_after_ms: float | None = None
+    hedge_after_ms: float | str | None = None
+    """Fixed milliseconds, or a quantile word (``auto``, ``p95``...; see `health.hedging`)."""
     min_agreement: float | None = None
 
 

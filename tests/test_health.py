@@ -105,7 +105,7 @@ async def test_timeouts_count_as_failures(fake_upstream):
     models = health_models(fake_upstream)
     models.load_user_config(
         "t",
-        {"experiments": {"x": {"strategy": "fallback", "providers": [DEAD, OK], "attemptTimeout": 50}}},
+        {"experiments": {"x": {"strategy": "fallback", "providers": [DEAD, OK], "attemptTimeout": 500}}},
     )
     for _ in range(3):
         await models.complete("user:t:x", MESSAGES)
@@ -299,3 +299,13 @@ async def test_skipped_attempts_and_probes_carry_the_circuit_state_on_their_span
     [probe] = [s for s in exporter.get_finished_spans() if s.name == f"chat {DEAD_NAME}"]
     assert dict(probe.attributes or {})["lucky.circuit.state"] == "half-open"
     assert dict(probe.attributes or {})["lucky.attempt.outcome"] == "failed"
+
+
+def test_an_experiment_may_not_change_the_thresholds_of_a_shared_circuit():
+    from lucky_litellm.config import validate_user_config
+
+    experiment = {"providers": [DEAD], "health": {"circuit": {"cooldown": 10}}}
+    with pytest.raises(ConfigError, match=r"experiments\.x\.health\.circuit\.cooldown.*shared by every"):
+        validate_user_config({"experiments": {"x": experiment}})
+    allowed = {"providers": [DEAD], "health": {"circuit": {"enabled": False, "whenAllOpen": "fail"}}}
+    validate_user_config({"experiments": {"x": allowed}})

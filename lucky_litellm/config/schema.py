@@ -48,10 +48,11 @@ __all__ = [
     "MAX_MILLIS",
     "STRATEGIES",
     "CircuitConfig",
-    "CircuitOverride",
     "ExperimentConfig",
-    "ExperimentHealth",
     "HealthConfig",
+    "HedgeAfter",
+    "HedgeBudgetConfig",
+    "HedgingConfig",
     "Millis",
     "ModelResult",
     "ModelsConfig",
@@ -171,6 +172,25 @@ Delay = Annotated[float, Field(ge=0, le=MAX_MILLIS, allow_inf_nan=False)]
 Concurrency = Annotated[int, Field(gt=0, le=MAX_CONCURRENT)]
 Switch = Annotated[bool, Field(strict=True)]
 """A YAML boolean (true/false); a string such as "yes" or "off" is refused, not guessed at."""
+HedgeQuantile = Literal["auto", "p90", "p95", "p99"]
+
+
+def _hedge_after_kind(value: Any) -> str:
+    """A number (or a numeric string) is milliseconds; any other string names a quantile."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return "quantile"
+    return "ms"
+
+
+HedgeAfter = Annotated[
+    Union[Annotated[Delay, Tag("ms")], Annotated[HedgeQuantile, Tag("quantile")]],  # noqa: UP007
+    Discriminator(_hedge_after_kind),
+]
+"""`hedgeAfter`: milliseconds, or ``auto``/``p90``/``p95``/``p99`` (the observed latency quantile
+of the model in flight, see `HedgingConfig`)."""
 
 
 def _seconds(ms: float | None) -> float | None:
@@ -253,26 +273,86 @@ class CircuitConfig(StrictModel):
         return self.max_retry_after / 1000.0
 
 
+class HedgeBudgetConfig(StrictModel):
+    """gRPC-style retry throttling for hedges: each request adds ``tokenRatio`` of a token, each
+    hedge spends one, and no hedge starts while the bucket holds ``maxTokens / 2`` or less."""
+
+    token_ratio: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.1
+    """Hedges allowed per request in the long run: 0.1 = at most 10 % extra requests."""
+    max_tokens: Annotated[float, Field(ge=2, le=10_000, allow_inf_nan=False)] = 10.0
+    """Size of the bucket; a burst of ``maxTokens / 2`` hedges is allowed on top of the ratio."""
+
+
+class HedgingConfig(StrictModel):
+    """``health.hedging``: what ``hedgeAfter: auto`` (or ``p90``/``p95``/``p99``) does."""
+
+    quantile: Literal["p90", "p95", "p99"] = "p95"
+    """The latency quantile ``auto`` hedges at ("The Tail at Scale" hedges at p95)."""
+    floor: Delay = 50.0
+    """Shortest hedge delay in ms, however fast the model has been."""
+    ceiling: Millis = 10_000.0
+    """Longest hedge delay in ms, however slow the model has been."""
+    initial: Delay = 1000.0
+    """Hedge delay in ms until ``minSamples`` latencies of the model are known."""
+    min_samples: Annotated[int, Field(ge=1, le=100_000)] = 20
+    """Successful latencies of a model needed before its quantile is trusted (registry-wide)."""
+    window: Annotated[int, Field(ge=1, le=100_000)] = 200
+    """How many recent successful latencies are kept per model (registry-wide)."""
+    budget: HedgeBudgetConfig | None = Field(default_factory=HedgeBudgetConfig)
+    """The hedge budget; ``null`` turns it off. Quantile hedging always obeys it; a fixed
+    ``hedgeAfter: <ms>`` obeys it only when ``budget`` is written in the config."""
+
+    @field_validator("ceiling")
+    @classmethod
+    def _ceiling_above_floor(cls, value: float, info: ValidationInfo) -> float:
+        floor = info.data.get("floor")
+        if floor is not None and value < floor:
+            raise PydanticCustomError(
+                "lucky_hedge_ceiling",
+                "ceiling ({ceiling} ms) is below floor ({floor} ms)",
+                {"ceiling": f"{value:g}", "floor": f"{floor:g}"},
+            )
+        return value
+
+    @field_validator("window")
+    @classmethod
+    def _window_holds_min_samples(cls, value: int, info: ValidationInfo) -> int:
+        needed = info.data.get("min_samples")
+        if needed is not None and value < needed:
+            raise PydanticCustomError(
+                "lucky_hedge_window",
+                "window ({window}) must hold at least minSamples ({needed}) latencies",
+                {"window": value, "needed": needed},
+            )
+        return value
+
+    def merged(self, override: HedgingConfig | None) -> HedgingConfig:
+        """These settings with the keys `override` sets (an experiment's) written over them."""
+        if override is None or not override.model_fields_set:
+            return self
+        return self.model_copy(update={key: getattr(override, key) for key in override.model_fields_set})
+
+
 class HealthConfig(StrictModel):
-    """``health:`` in models.yaml: how the registry tracks each model's health, fleet-wide when
-    the state store is shared (``LUCKY_STATE_URL=redis://...``)."""
+    """``health:`` in models.yaml (and per experiment): how the strategies react to how models do."""
 
+    hedging: HedgingConfig = Field(default_factory=HedgingConfig)
+    """Adaptive hedging (``hedgeAfter: auto``) and the hedge budget."""
     circuit: CircuitConfig = Field(default_factory=CircuitConfig)
+    """Circuit breakers: a failing model is skipped for a cooldown (per experiment, only
+    ``enabled`` and ``whenAllOpen`` may be overridden: a model's circuit is shared)."""
+
+    def merged(self, override: HealthConfig | None) -> HealthConfig:
+        """These settings with an experiment's overrides (only the keys it writes) applied."""
+        if override is None:
+            return self
+        return self.model_copy(update={"hedging": self.hedging.merged(override.hedging)})
 
 
-class CircuitOverride(StrictModel):
-    """What one experiment may change about circuit breaking (thresholds are per model, so they
-    are the registry's: every experiment calling a model shares its circuit)."""
-
-    enabled: bool | None = None
-    """false: this experiment calls its models even while their circuit is open."""
-    when_all_open: WhenAllOpen | None = None
-
-
-class ExperimentHealth(StrictModel):
-    """``health:`` inside an experiment: overrides of the registry's ``health:`` section."""
-
-    circuit: CircuitOverride = Field(default_factory=CircuitOverride)
+_REGISTRY_WIDE = (("window", "window"), ("min_samples", "minSamples"))
+_CIRCUIT_PER_EXPERIMENT = frozenset({"enabled", "when_all_open"})
+"""The circuit settings an experiment may override; the thresholds belong to the model's circuit,
+which every experiment calling the model shares."""
 
 
 class _StrategyOptions(StrictModel):
@@ -283,11 +363,11 @@ class _StrategyOptions(StrictModel):
     if TYPE_CHECKING:  # declared by the subclasses, in the order the checks need
         timeout: float | None
         attempt_timeout: float | None
-        hedge_after: float | None
+        hedge_after: float | str | None
 
     @field_validator("hedge_after", check_fields=False)
     @classmethod
-    def _hedge_only_for_race(cls, value: float | None, info: ValidationInfo) -> float | None:
+    def _hedge_only_for_race(cls, value: float | str | None, info: ValidationInfo) -> float | str | None:
         return _only_for("race", "hedgeAfter", value, info)
 
     @field_validator("min_agreement", check_fields=False)
@@ -301,7 +381,8 @@ class _StrategyOptions(StrictModel):
 
     @property
     def hedge_after_s(self) -> float | None:
-        return _seconds(self.hedge_after)
+        """A fixed `hedgeAfter` in seconds; None when unset or a quantile (``auto``, ``p95``...)."""
+        return None if isinstance(self.hedge_after, str) else _seconds(self.hedge_after)
 
     @property
     def attempt_timeout_s(self) -> float | None:
@@ -323,18 +404,41 @@ class ExperimentConfig(_StrategyOptions):
     Default: derived from the deadline and the strategy (see README, "Per-attempt budgets")."""
     max_cost: Usd | None = None
     """Most a single request may cost, in USD; dearer models are skipped."""
-    hedge_after: Delay | None = None
-    """race only: start the next model when the previous has not answered within this many ms."""
+    hedge_after: HedgeAfter | None = None
+    """race only: start the next model when the previous has not answered within this many ms, or
+    within its observed latency quantile (``auto`` = p95, ``p90``, ``p95``, ``p99``)."""
     min_agreement: Agreement | None = None
     """consensus only: share of answers that must agree (default: strict majority)."""
     retries: Retries | None = None
     """Retries of transient errors per model; default from the registry defaults."""
+    health: HealthConfig | None = None
+    """Overrides of the registry's ``health:`` settings for this experiment (only the keys written)."""
     description: str | None = None
     params: Params = Field(default_factory=dict)
     """Generation parameters passed to litellm (temperature, max_tokens, tools, ...); an allow-list:
     nothing that redirects traffic or credentials, nor litellm's retry/stream/timeout switches."""
-    health: ExperimentHealth | None = None
-    """Overrides of the registry's ``health:`` section for this experiment."""
+
+    @field_validator("health")
+    @classmethod
+    def _registry_wide_stays_global(cls, value: HealthConfig | None) -> HealthConfig | None:
+        """A model's latency window is shared by every plan that races it: its size is set once."""
+        if value is not None:
+            for name, key in _REGISTRY_WIDE:
+                if name in value.hedging.model_fields_set:
+                    raise PydanticCustomError(
+                        "lucky_registry_wide",
+                        "{key} is shared by every experiment: set it in models.yaml under health.hedging",
+                        {"key": key, "loc_suffix": ("hedging", key)},
+                    )
+            for name in sorted(value.circuit.model_fields_set - _CIRCUIT_PER_EXPERIMENT):
+                key = CircuitConfig.model_fields[name].alias or name
+                raise PydanticCustomError(
+                    "lucky_registry_wide",
+                    "{key} belongs to the model's circuit, shared by every experiment: set it in "
+                    "models.yaml under health.circuit (an experiment may set enabled and whenAllOpen)",
+                    {"key": key, "loc_suffix": ("circuit", key)},
+                )
+        return value
 
 
 class UserDefaults(StrictModel):
@@ -411,7 +515,7 @@ class TierConfig(_StrategyOptions):
     """Longest one call to one model may take, in milliseconds (see `ExperimentConfig`)."""
     max_cost: Usd | None = None
     retries: Retries | None = None
-    hedge_after: Delay | None = None
+    hedge_after: HedgeAfter | None = None
     min_agreement: Agreement | None = None
 
 
@@ -517,7 +621,7 @@ class ModelsConfig(StrictModel):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
-    """Per-model health: circuit breakers (see README, "Circuit breakers")."""
+    """Circuit breakers (``health.circuit``), adaptive hedging and its budget (``health.hedging``)."""
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     performance_tracking: Switch = Field(
         default=True,

@@ -148,6 +148,11 @@ class Telemetry:
             explicit_bucket_boundaries_advisory=list(sc.CHUNK_BUCKETS),
         )
         self._cost = meter.create_counter("lucky.cost.usd", unit="USD", description="Cost of model calls")
+        self._hedges = meter.create_counter(
+            "lucky.hedges",
+            unit="{hedge}",
+            description="Hedges of a race: started (fired) or refused by the hedge budget",
+        )
 
     def start_request(
         self,
@@ -481,9 +486,25 @@ class RequestTrace:
                 attributes["lucky.winner"] = routing.winner
             if routing.agreement is not None:
                 attributes["lucky.consensus.agreement"] = routing.agreement
+            if routing.hedge_delay_ms is not None:
+                attributes["lucky.hedge.delay_ms"] = routing.hedge_delay_ms
+                attributes["lucky.hedge.fired"] = routing.hedges
+                attributes["lucky.hedge.refused"] = routing.hedges_refused
             if isinstance(error, asyncio.CancelledError):
                 attributes["lucky.cancelled"] = True
             span.set_attributes(attributes)
             if error is not None and not isinstance(error, asyncio.CancelledError):
                 _record_error(span, error)
         span.end()
+        if routing.hedges or routing.hedges_refused:
+            self._count_hedges(routing)
+
+    def _count_hedges(self, routing: Routing) -> None:
+        """`lucky.hedges`, labelled by the hedged plan's first model and fired/refused."""
+        model = routing.models[0] if routing.models else ""
+        if routing.hedges:
+            self.telemetry._hedges.add(routing.hedges, {"lucky.model": model, "lucky.hedge.result": "fired"})
+        if routing.hedges_refused:
+            self.telemetry._hedges.add(
+                routing.hedges_refused, {"lucky.model": model, "lucky.hedge.result": "refused"}
+            )
