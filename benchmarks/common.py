@@ -153,6 +153,10 @@ class ScriptedUpstream:
         """Restart every model's call index (and so its latency pattern); returns the counts."""
         return self._ask("reset")
 
+    def scale(self, factor: float) -> dict[str, int]:
+        """Multiply every latency by `factor` from now on (until `reset`); returns the counts."""
+        return self._ask(f"scale {factor:g}")
+
     def _ask(self, command: str) -> dict[str, int]:
         assert self._process.stdin is not None and self._process.stdout is not None
         self._process.stdin.write(command + "\n")

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from benchmarks import (
+    bench_adaptive_hedging,
     bench_config,
     bench_hedging,
     bench_import,
@@ -58,6 +59,7 @@ FREEZE = False
 BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "overhead": lambda quick: bench_overhead.run(quick, freeze=FREEZE),
     "hedging": bench_hedging.run,
+    "adaptive_hedging": bench_adaptive_hedging.run,
     "import": bench_import.run,
     "memory": bench_memory.run,
     "tracing": bench_tracing.run,
@@ -72,6 +74,7 @@ BUDGETS: dict[str, float] = {
     "overhead": 75,
     "proxy": 75,
     "hedging": 20,
+    "adaptive_hedging": 25,
     "state": 25,
     "memory": 20,
     "tracing": 15,
@@ -130,6 +133,9 @@ def _rows(results: dict[str, Any]) -> list[Row]:
                     None,
                 )
             )
+    adaptive = results.get("adaptive_hedging")
+    if adaptive:
+        rows.extend(bench_adaptive_hedging.rows(adaptive))
     imported = results.get("import")
     if imported:
         ours, theirs = imported["lucky_litellm"], imported["litellm"]

@@ -4,8 +4,10 @@
 
 Prints `READY <base_url>`, then answers one line on stdout for each line read on stdin: `counts`
 gives the upstream's call count per model as JSON; `reset` restarts every model's call index, so
-the next run sees the same latency pattern from its start. Closing stdin stops the server, so a
-crashed benchmark never leaves it behind. Per model (all keys optional):
+the next run sees the same latency pattern from its start (and sets the latency scale back to 1);
+`scale <factor>` multiplies every latency from now on (an upstream that becomes slower for
+everyone). Each command answers with the counts. Closing stdin stops the server, so a crashed
+benchmark never leaves it behind. Per model (all keys optional):
 
 * `fast_ms`, `slow_ms`, `share`, `seed`: latency `slow_ms` for a `share` of calls, `fast_ms` for the
   rest; which calls are slow is drawn by call index from `random.Random(seed)`, so every run and
@@ -37,17 +39,18 @@ def tail_latency(fast_ms: float, slow_ms: float, share: float, seed: int) -> Cal
     return lambda index: pattern[index % PATTERN_LENGTH]
 
 
+SCALE = [1.0]
+"""The current latency factor (`scale <factor>`), read by every model's latency function."""
+
+
 def behavior(spec: Mapping[str, Any]) -> Behavior:
     fast = float(spec.get("fast_ms", 0.0))
-    latency_fn = None
+    base: Callable[[int], float] = lambda index: fast  # noqa: E731
     if spec.get("share"):
-        latency_fn = tail_latency(
-            fast, float(spec["slow_ms"]), float(spec["share"]), int(spec.get("seed", 0))
-        )
+        base = tail_latency(fast, float(spec["slow_ms"]), float(spec["share"]), int(spec.get("seed", 0)))
     return Behavior(
         content="Paris.",
-        latency_ms=fast,
-        latency_fn=latency_fn,
+        latency_fn=lambda index: base(index) * SCALE[0],
         status=int(spec.get("status", 200)),
         hang=bool(spec.get("hang", False)),
     )
@@ -62,8 +65,11 @@ def main() -> None:
         for line in sys.stdin:
             command = line.strip()
             if command == "reset":
+                SCALE[0] = 1.0
                 for model, spec in models.items():
                     upstream.script(model, behavior(spec))
+            elif command.startswith("scale "):
+                SCALE[0] = float(command.split()[1])
             counts = {model: upstream.call_count(model) for model in models}
             print(json.dumps(counts), flush=True)
 

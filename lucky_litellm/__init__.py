@@ -56,6 +56,7 @@ if _TYPE_CHECKING:
         validate_models_config,
         validate_user_config,
     )
+    from .guard.control import feedback, feedback_sync
     from .plan import Plan
     from .registry import Models, create_models, default_models, set_default_models
     from .stream import LuckyStream
@@ -83,6 +84,8 @@ _LAZY = {
     "default_models": "registry",
     "set_default_models": "registry",
     "LuckyStream": "stream",
+    "feedback": "guard.control",
+    "feedback_sync": "guard.control",
 }
 
 __all__ = [
@@ -123,6 +126,8 @@ __all__ = [
     "complete_sync",
     "create_models",
     "default_models",
+    "feedback",
+    "feedback_sync",
     "load_models_config",
     "load_user_config",
     "parse_spec",

@@ -51,6 +51,8 @@ def _models(config: str | None) -> Any:
 TABLE_WIDTH = 100
 """Width of tables printed to a file or pipe (a terminal's own width is used otherwise)."""
 MAX_UNWRAPPED = 32
+GUARD_TABLE_WIDTH = 130
+"""Width of `rollout guard status` printed to a file or pipe: its charts need the room."""
 
 
 def print_table(
@@ -417,9 +419,32 @@ def stats(ctx: click.Context, as_json: bool) -> None:
 
 
 @main.group()
-def rollout() -> None:
+@click.option(
+    "--state-url",
+    envvar="LUCKY_STATE_URL",
+    help="The shared state store, e.g. redis://127.0.0.1:6379/0 (env LUCKY_STATE_URL; else the "
+    "models config's rollout.stateUrl).",
+)
+@click.pass_context
+def rollout(ctx: click.Context, state_url: str | None) -> None:
     """Rollout flags in the shared store (LUCKY_STATE_URL=redis://...): every process and replica
     using that store sees a change within a second. Without it, flags live in each process only."""
+    ctx.find_root().obj["state_url"] = state_url
+
+
+def _rollout_models(ctx: click.Context) -> Any:
+    """The registry of a rollout command, its state in the store `--state-url` names (if given)."""
+    root = ctx.find_root().obj
+    url = root.get("state_url")
+    if not url or os.environ.get("LUCKY_STATE_URL") == url:
+        return _models(root["config"])
+    from .config import ModelsConfig, load_models_config
+    from .registry import Models, set_default_models
+
+    config = load_models_config(Path(root["config"])) if root["config"] else ModelsConfig()
+    models = Models(config, environ={**os.environ, "LUCKY_STATE_URL": url})
+    set_default_models(models)
+    return models
 
 
 def _print_status() -> bool:
@@ -442,7 +467,7 @@ _LOCAL = click.option(
 def _change_flags(ctx: click.Context, local: bool, change: Callable[[], object]) -> None:
     """Apply a flag change to the shared store; refuse to pretend when there is none."""
     with _user_errors():
-        models = _models(ctx.find_root().obj["config"])
+        models = _rollout_models(ctx)
         shared = models.state.shared
         if not shared and not local:
             click.secho(
@@ -468,7 +493,7 @@ def _change_flags(ctx: click.Context, local: bool, change: Callable[[], object])
 def rollout_status(ctx: click.Context) -> None:
     """Show the flags and the store they are read from."""
     with _user_errors():
-        _models(ctx.find_root().obj["config"])
+        _rollout_models(ctx)
         if not _print_status():
             click.secho(
                 "error: the state store is unreachable: these are not the shared flags", fg="red", err=True
@@ -527,6 +552,209 @@ def rollout_remove_user(ctx: click.Context, user_id: str, local: bool) -> None:
     from . import rollout as flags
 
     _change_flags(ctx, local, lambda: flags.remove_test_user(user_id))
+
+
+@rollout.command(name="history")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the last N events.")
+@click.option("--json", "as_json", is_flag=True, help="Print the events as JSON lines.")
+@click.pass_context
+def rollout_history(ctx: click.Context, limit: int | None, as_json: bool) -> None:
+    """Guarded-rollout events (start, advance, rollback, complete, stop), oldest first, with the
+    figures each decision was based on (`--json`)."""
+    from .guard.control import guard_history
+
+    with _user_errors():
+        models = _rollout_models(ctx)
+        events = guard_history(models=models, limit=limit)
+    if as_json:
+        for event in events:
+            click.echo(json.dumps(event, sort_keys=True))
+        return
+    rows = [_history_row(event) for event in events]
+    if not rows:
+        click.echo(f"no guard events in {models.state.location}")
+        return
+    print_table(rows, ["at", "event", "stage", "percent", "calls", "figures"])
+
+
+def _history_row(event: dict[str, Any]) -> dict[str, Any]:
+    import time
+
+    figures = (event.get("decision") or {}).get("figures") or []
+    calls = event.get("calls") or {}
+    percent = event.get("percent")
+    action = str(event.get("action", "?"))
+    return {
+        "at": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(event.get("at", 0)))) + "Z",
+        "event": action,
+        "stage": int(event["stage_index"]) + 1 if "stage_index" in event else "-",
+        "percent": "-" if percent is None else f"{percent:g} %",
+        "calls": [f"{k} {v}" for k, v in sorted(calls.items())] or "-",
+        "figures": [f"{f.get('metric')} {f.get('verdict')}" for f in figures if isinstance(f, dict)] or "-",
+    }
+
+
+@rollout.group(name="guard")
+def guard() -> None:
+    """Guarded rollout: the registry path moves through stages (default 1, 5, 25, 50, 100 %) while
+    its error rate, p95 latency, cost and user metrics are compared with the legacy path's; it
+    advances when every metric is shown not worse than its threshold and rolls back (the kill
+    switch) as soon as one is shown worse. Serving processes sharing the store do the work."""
+
+
+def _load_policy_file(path: str) -> dict[str, Any]:
+    """A policy file: the policy's fields, or a models.yaml whose ``rollout: guard:`` holds them."""
+    import yaml
+
+    from .guard.store import GuardError
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise GuardError(f"--policy {path}: cannot read it ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise GuardError(f"--policy {path}: not YAML ({exc})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise GuardError(f"--policy {path}: expected a mapping of policy fields, got {type(raw).__name__}")
+    rollout_section = raw.get("rollout")
+    if isinstance(rollout_section, dict) and isinstance(rollout_section.get("guard"), dict):
+        return dict(rollout_section["guard"])
+    return raw
+
+
+@guard.command(name="start")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False), help="YAML/JSON policy file.")
+@click.option("--stages", help="Comma-separated percentages, e.g. 1,5,25,50,100.")
+@click.option("--min-calls", type=int, help="Calls each path needs in a stage before it may advance.")
+@click.option("--min-seconds", type=float, help="Seconds each stage lasts at least before it may advance.")
+@click.option(
+    "--threshold",
+    "thresholds",
+    multiple=True,
+    metavar="METRIC=LIMIT",
+    help="Regression threshold, e.g. error_rate=+1pp, p95_latency=+20%, feedback.thumbs_up=-5pp "
+    "(repeatable).",
+)
+@_LOCAL
+@click.pass_context
+def guard_start(
+    ctx: click.Context,
+    policy_file: str | None,
+    stages: str | None,
+    min_calls: int | None,
+    min_seconds: float | None,
+    thresholds: tuple[str, ...],
+    local: bool,
+) -> None:
+    """Start a guarded rollout at its first stage (options override the policy file, which
+    overrides the models config's rollout.guard)."""
+    from pydantic.alias_generators import to_camel
+
+    from .guard.control import GuardError, as_policy, start_guard
+    from .guard.policy import DEFAULT_METRICS
+
+    def merge(into: dict[str, Any], fields: dict[str, Any]) -> None:
+        into.update({to_camel(str(key)): value for key, value in fields.items()})  # one spelling
+
+    with _user_errors():
+        models = _rollout_models(ctx)
+        raw: dict[str, Any] = {}
+        source = None
+        configured = getattr(models.config.rollout, "guard", None)
+        if configured is not None:
+            merge(raw, configured.model_dump(mode="json", exclude_none=True))
+        if policy_file:
+            merge(raw, _load_policy_file(policy_file))
+            source = policy_file
+        if stages is not None:
+            try:
+                raw["stages"] = [float(p) for p in stages.split(",") if p.strip()]
+            except ValueError:
+                raise GuardError(
+                    f"--stages: expected percentages like 1,5,25,50,100, got {stages!r}"
+                ) from None
+        if min_calls is not None:
+            raw["minCalls"] = min_calls
+        if min_seconds is not None:
+            raw["minSeconds"] = min_seconds
+        if thresholds:
+            metrics = dict(raw.get("metrics") or DEFAULT_METRICS)
+            for entry in thresholds:
+                metric, sep, limit = entry.partition("=")
+                if not sep or not metric.strip() or not limit.strip():
+                    raise GuardError(
+                        f"--threshold: expected METRIC=LIMIT such as error_rate=+1pp, got {entry!r}"
+                    )
+                metrics[metric.strip()] = limit.strip()
+            raw["metrics"] = metrics
+        policy = as_policy(raw, source=source)
+        _require_shared(models, local)
+        state = start_guard(policy, models=models)
+    shares = ", ".join(f"{stage.percent:g}" for stage in policy.stages)
+    click.echo(f"guard run {state.run_id} started: stage 1 at {policy.percent(0):g} % (stages {shares} %)")
+    click.echo(f"store: {models.state.location}")
+
+
+def _require_shared(models: Any, local: bool) -> None:
+    if models.state.shared or local:
+        return
+    click.secho(
+        "error: no shared state store (set LUCKY_STATE_URL=redis://... or --state-url): serving "
+        "processes would never see this guard. Nothing was changed (pass --local to apply it to "
+        "this CLI process anyway).",
+        fg="red",
+        err=True,
+    )
+    sys.exit(1)
+
+
+@guard.command(name="stop")
+@_LOCAL
+@click.pass_context
+def guard_stop(ctx: click.Context, local: bool) -> None:
+    """Stop the running guard; the rollout stays at its current percentage."""
+    from .guard.control import stop_guard
+
+    with _user_errors():
+        models = _rollout_models(ctx)
+        _require_shared(models, local)
+        state = stop_guard(models=models)
+        flags = models.state.flags.read()
+    click.echo(
+        f"guard run {state.run_id} stopped at stage {state.stage_index + 1}; the rollout stays at "
+        f"{flags.percent:g} % ({'enabled' if flags.enabled else 'KILLED'})"
+    )
+
+
+@guard.command(name="status")
+@click.option(
+    "--html", "html_file", type=click.Path(dir_okay=False), help="Also write the charts to this HTML file."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def guard_status_command(ctx: click.Context, html_file: str | None, as_json: bool) -> None:
+    """Per stage: each metric's difference (registry - legacy) and its confidence interval,
+    drawn against the threshold; the current stage's figures are computed now."""
+    from rich.console import Console
+
+    from .guard.control import guard_status
+    from .guard.report import render_html, render_terminal
+
+    with _user_errors():
+        models = _rollout_models(ctx)
+        report = guard_status(models=models)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=GUARD_TABLE_WIDTH)
+        render_terminal(report, console)
+    if html_file:
+        Path(html_file).write_text(render_html(report), encoding="utf-8")
+        click.echo(f"wrote {html_file}", err=True)
 
 
 @main.command()

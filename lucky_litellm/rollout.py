@@ -166,9 +166,19 @@ class Rollout:
         **kwargs: Any,
     ) -> Any:
         """The registry path: tiers, experiments, strategies, with `autoTier` applied."""
-        plan = self.models.resolve(self.models.registry_spec(spec), user_id=user_id)
-        return await self.models.run_plan(
-            plan, messages, user_id=user_id, request_id=request_id, rollout_path="registry", **kwargs
+        models = self.models
+        plan = models.resolve(models.registry_spec(spec), user_id=user_id)
+        recorder = models.state.guard.recording  # None unless a guarded rollout runs
+        if recorder is None:
+            return await models.run_plan(
+                plan, messages, user_id=user_id, request_id=request_id, rollout_path="registry", **kwargs
+            )
+        return await recorder.track(
+            "registry",
+            lambda rid: models.run_plan(
+                plan, messages, user_id=user_id, request_id=rid, rollout_path="registry", **kwargs
+            ),
+            request_id,
         )
 
     async def legacy_complete(
@@ -182,6 +192,21 @@ class Rollout:
     ) -> Any:
         """One plain `litellm.acompletion` on the spec's concrete model: no strategy, no retries
         added, no budget; only a routing record and a span so the path stays visible."""
+        recorder = self.models.state.guard.recording  # None unless a guarded rollout runs
+        if recorder is None:
+            return await self._legacy_call(spec, messages, user_id, request_id, kwargs)
+        return await recorder.track(
+            "legacy", lambda rid: self._legacy_call(spec, messages, user_id, rid, kwargs), request_id
+        )
+
+    async def _legacy_call(
+        self,
+        spec: str,
+        messages: Sequence[Mapping[str, Any]],
+        user_id: str | None,
+        request_id: str | None,
+        kwargs: dict[str, Any],
+    ) -> Any:
         import litellm
 
         target = self.models.legacy_target(spec, user_id=user_id)

@@ -131,13 +131,24 @@ async def test_until_min_samples_are_known_the_initial_delay_applies(make_models
     assert hedge.started_ms >= 100
 
 
-async def test_only_answers_are_recorded_not_the_cancelled_loser(make_models, slow_a):
+async def test_a_hedged_loser_is_recorded_at_its_delay_a_lower_bound_of_its_latency(make_models, slow_a):
+    """Left out, a heavy-tailed model's window would hold only its fast answers, and `auto` would
+    hedge about twice as often as its quantile says."""
     models = make_models(**hedging(initial=50))
     models.load_user_config("u", race("auto"))
     await warm(models)
     await hedged_once(models)
-    assert A not in models.hedging.windows  # cancelled after 50 ms: its latency is unknown
-    assert len(models.hedging.windows[B]) == 1
+    assert models.hedging.windows[A].quantile(1.0) == 50  # not answered within 50 ms
+    assert len(models.hedging.windows[A]) == 1
+    assert len(models.hedging.windows[B]) == 1  # the winner: its own latency
+
+
+async def test_a_race_without_hedging_records_no_latency(make_models, fake_upstream):
+    """Losers cancelled because another model answered first say nothing about their latency."""
+    models = make_models()
+    models.load_user_config("u", {"experiments": {"x": {"strategy": "race", "providers": [A, B]}}})
+    await models.complete("user:u:x", MESSAGES)
+    assert models.hedging.windows == {}
 
 
 async def test_the_delay_follows_the_model_in_flight_not_the_first_one(make_models, fake_upstream):

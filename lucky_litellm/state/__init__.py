@@ -9,9 +9,10 @@ that keep a kill switch through restarts and budgets through outages.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import StateUnavailableError
+from ..guard.store import GuardStore, MemoryGuardStore, RedisGuardStore
 from .flags import FlagState, FlagStore, RedisFlagStore
 from .memory import MemoryFlagStore, MemorySpendStore
 from .redis import RedisConnection, safe_url
@@ -40,6 +41,12 @@ class State:
     flags: FlagStore
     spend: SpendStore
     connection: RedisConnection | None = None
+    guard: GuardStore = field(default=None)  # type: ignore[assignment]  # set in __post_init__
+    """The guarded rollout's state (`lucky_litellm.guard`), next to the flags it drives."""
+
+    def __post_init__(self) -> None:
+        if self.guard is None:
+            self.guard = MemoryGuardStore(self.flags)
 
     @property
     def shared(self) -> bool:
@@ -62,6 +69,7 @@ class State:
         return self.spend.cached(user_id)
 
     def close(self) -> None:
+        self.guard.close()
         self.spend.close()
         self.flags.close()
         if self.connection is not None:
@@ -87,6 +95,7 @@ def state_from_url(
         connection = RedisConnection(url, prefix=prefix)
         spend = RedisSpendStore(connection, on_outage=on_outage)
         flags = RedisFlagStore(connection, initial=initial)
+        guard = RedisGuardStore(connection, flags)
         connection.start()
-        return State(flags, spend, connection)
+        return State(flags, spend, connection, guard)
     raise StateUnavailableError(f"unsupported state store URL scheme in {safe_url(url)!r} (use redis://)")
