@@ -555,7 +555,7 @@ class ModelsConfig(StrictModel):
     """The registry config (``configs/models.yaml``): providers, tier overrides, users, rollout."""
 
     provider: ProviderName | None = None
-    """Active provider; else env LUCKY_PROVIDER; else openai."""
+    """Active provider, unless env LUCKY_PROVIDER names one; else openai."""
     providers: dict[ProviderName, ProviderConfig] = Field(default_factory=dict)
     tiers: dict[TierName, TierConfig] = Field(default_factory=dict)
     aliases: dict[TierName, TierName] = Field(default_factory=lambda: dict(DEFAULT_ALIASES))
@@ -598,8 +598,8 @@ class ModelsConfig(StrictModel):
         return self.active_provider_in(os.environ)
 
     def active_provider_in(self, environ: Mapping[str, str]) -> str:
-        """``provider``, else ``LUCKY_PROVIDER`` in `environ`, else openai."""
-        return self.provider or environ.get("LUCKY_PROVIDER") or "openai"
+        """``LUCKY_PROVIDER`` in `environ`, else ``provider``, else openai (environment over file)."""
+        return environ.get("LUCKY_PROVIDER") or self.provider or "openai"
 
 
 # --------------------------------------------------------------------------- results
