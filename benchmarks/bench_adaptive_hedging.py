@@ -6,7 +6,7 @@ test has its own registry and its own pair of upstream models, all scripted with
 calls, and the settings run side by side: in interleaved rounds from a fixed number of concurrent
 callers, so a change in the (shared, busy) machine's load falls on all of them alike.
 
-* **Sweep.** The fixed delays tried are the p80/p90/p95/p99 of the fast path (a `first` call to
+* **Sweep.** The fixed delays tried are the p50/p75/p90/p95/p99 of the fast path (a `first` call to
   a model without a tail, under the same load): what someone tuning `hedgeAfter` by hand would try.
   The *best fixed* setting is the one with the lowest p99 among those within the 10 % extra-request
   budget (a fixed delay with more extra requests is not a fair comparison: `race` without any
@@ -38,7 +38,7 @@ PLAIN = "plain"
 CONCURRENCY = 16
 ROUNDS = 10
 BUDGET = 0.10
-SWEEP = (0.8, 0.9, 0.95, 0.99)
+SWEEP = (0.5, 0.75, 0.9, 0.95, 0.99)
 HEALTH = {"hedging": {"floor": 1, "initial": 100}}
 """`floor: 1`: the default 50 ms floor is meant for LLMs, not for a fake upstream answering in 60 ms;
 `initial: 100`: the warm-up fills the window anyway."""
@@ -207,7 +207,7 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
             f"{slow_fixed['extra_requests']:.1%} ({slow_fixed['extra_first_half']:.0%} -> "
             f"{slow_fixed['extra_second_half']:.0%})",
             "rises",
-            slow_fixed["extra_second_half"] > slow_fixed["extra_first_half"],
+            slow_fixed["extra_second_half"] > slow_fixed["extra_first_half"] + 0.01,
         ),
     ]
     for run in result["sweep"]:
