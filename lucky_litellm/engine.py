@@ -98,9 +98,22 @@ def start_warm_up() -> concurrent.futures.Future[None]:
         return _warm
 
 
+_warm_done: concurrent.futures.Future[None] | None = None
+"""`_warm` once seen done: `Future.done()` takes a lock, and `is_warm` runs twice per request."""
+
+
 def is_warm() -> bool:
     """Whether litellm is loaded (a cheap check for the hot path, before `await warm_up()`)."""
-    return _warm is not None and _warm.done()
+    global _warm_done
+    warm = _warm
+    if warm is None:
+        return False
+    if warm is _warm_done:
+        return True
+    if warm.done():
+        _warm_done = warm
+        return True
+    return False
 
 
 async def warm_up() -> None:

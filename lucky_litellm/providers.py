@@ -113,7 +113,15 @@ class Target:
     def call_kwargs(self) -> dict[str, Any]:
         """A fresh dict (nested dicts and lists copied too), so a caller that edits it never
         changes the snapshot. Cheaper than a deepcopy: this runs on every call."""
+        if self._flat:
+            return dict(self.kwargs)
         return {key: _copy_value(value) for key, value in self.kwargs.items()}
+
+    @functools.cached_property
+    def _flat(self) -> bool:
+        """No nested dict or list among the kwargs (the usual api_base/api_key): a plain copy
+        then does."""
+        return not any(isinstance(value, dict | list) for value in self.kwargs.values())
 
     def __repr__(self) -> str:
         shown = {key: ("***" if key == "api_key" else value) for key, value in self.kwargs.items()}

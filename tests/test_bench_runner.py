@@ -70,7 +70,7 @@ def test_each_benchmark_reports_its_time_next_to_its_budget_as_it_goes(
     run.main(["--only", "fine,other"])
     progress = capsys.readouterr().err
     assert "[1/2] fine started at 0 s (budget 5 s)" in progress
-    assert "[1/2] fine done in 0.0 s (budget 5 s) within" in progress
+    assert "[1/2] fine done in 0.0 s (budget 5 s) within, cpu " in progress
     assert "[2/2] other done in" in progress
 
 

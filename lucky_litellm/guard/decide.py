@@ -46,7 +46,8 @@ class MetricFigure:
     changes (0.12 = registry 12 % above legacy); otherwise they are in the metric's unit (error
     rate as a fraction, latency in seconds, cost in USD). `ci_low`/`ci_high` are None while
     unbounded. The verdict always agrees with the interval: "worse" when it lies entirely beyond
-    `threshold` in the direction of regression, "not worse" when entirely within it."""
+    `threshold` in the direction of regression, "not worse" when entirely within it. Each end is a
+    one-sided always-valid bound at the metric's alpha, so the interval is a 1 - 2 alpha one."""
 
     metric: str
     legacy: float | None
@@ -242,8 +243,9 @@ def decide(
 
     Pure and cheap (no I/O): call it as often as you like, after every call if you want; the
     intervals stay valid however often they are looked at."""
-    stage_index = policy.check_stage(stage_index)
-    percent = policy.percent(stage_index)
+    stages = policy.stages
+    stage = stages[policy.check_stage(stage_index)]
+    percent = stage.percent
     alpha = policy.metric_alpha
     figures = [
         figure_for(metric, threshold, legacy, registry, alpha) for metric, threshold in policy.metrics.items()
@@ -252,25 +254,25 @@ def decide(
     if worse:
         names = ", ".join(f"{f.metric} (threshold {f.threshold_text})" for f in worse)
         return Decision("rollback", stage_index, percent, 0.0, figures, f"shown worse: {names}")
-    if policy.is_last(stage_index):
+    if stage_index == len(stages) - 1:
         return Decision("hold", stage_index, percent, percent, figures, "last stage: nothing to advance to")
     pending = [f.metric for f in figures if f.verdict != "not worse"]
     if pending:
         return Decision(
             "hold", stage_index, percent, percent, figures, f"not yet shown not worse: {', '.join(pending)}"
         )
-    min_calls = policy.stage_min_calls(stage_index)
+    min_calls = stage.min_calls if stage.min_calls is not None else policy.min_calls
     if legacy.calls < min_calls or registry.calls < min_calls:
         reason = (
             f"every metric not worse; waiting for {min_calls} calls per path "
             f"(legacy {legacy.calls}, registry {registry.calls})"
         )
         return Decision("hold", stage_index, percent, percent, figures, reason)
-    min_seconds = policy.stage_min_seconds(stage_index)
+    min_seconds = stage.min_seconds if stage.min_seconds is not None else policy.min_seconds
     if stage_elapsed_s < min_seconds:
         reason = f"every metric not worse; stage held {stage_elapsed_s:.0f} s of {min_seconds:.0f} s"
         return Decision("hold", stage_index, percent, percent, figures, reason)
-    next_percent = policy.percent(stage_index + 1)
+    next_percent = stages[stage_index + 1].percent
     return Decision(
         "advance",
         stage_index,

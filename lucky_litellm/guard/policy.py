@@ -7,7 +7,7 @@ In ``models.yaml`` (camelCase keys, as the rest of the config)::
         stages: [1, 5, 25, 50, 100]        # % of users on the registry path, in order
         minCalls: 200                      # per path, before a stage may advance
         minSeconds: 300                    # wall time a stage is held at least
-        alpha: 0.05                        # 1 - confidence, shared by all metrics
+        alpha: 0.05                        # chance of a wrong rollback (or advance) per stage
         metrics:
           error_rate: +1pp                 # percentage points
           p95_latency: +20%                # relative to legacy
@@ -245,8 +245,9 @@ class GuardPolicy(_GuardModel):
     min_seconds: Seconds = 300.0
     """Seconds a stage is held at least before it may advance (rollback does not wait)."""
     alpha: Annotated[float, Field(gt=0, lt=0.5, allow_inf_nan=False)] = 0.05
-    """1 - confidence. Shared by all metrics (each gets alpha / number of metrics) and valid
-    however often the decision is taken."""
+    """Chance of a wrong rollback of a registry that is within every threshold, and separately of
+    a wrong advance of one beyond a threshold, per stage, however often the decision is taken.
+    Shared by the metrics (each gets alpha / number of metrics)."""
     metrics: Metrics = Field(default_factory=lambda: _default_metrics())
     """Metric → threshold; replaces the default set as a whole."""
 

@@ -4,16 +4,22 @@
 every process, for as long as a stage lasts. A fixed-sample test (a t-test, a z-test) looked at
 that often is wrong: its 5 % false-alarm rate holds for one look, and repeated looks push the
 chance of a spurious "significant" result towards 1. A *confidence sequence* is a sequence of
-intervals that contains the true value at **all** times at once with probability 1 - alpha, so
-any stopping rule built on it (roll back now, advance now) keeps its error rate however often it
-is checked and however many processes check it.
+bounds that hold at **all** times at once with probability 1 - alpha, so any stopping rule built
+on it (roll back now, advance now) keeps its error rate however often it is checked and however
+many processes check it.
 
 **Which one.** The normal-mixture boundary (Robbins 1970; Howard, Ramdas, McAuliffe & Sekhon 2021,
-"Time-uniform, nonparametric, nonasymptotic confidence sequences", eq. 14; the same interval is
-the always-valid CI of the mixture SPRT of Johari, Pekelis & Walsh 2017, used by Optimizely): for
-an estimate with variance V (and a mixing variance tau^2 set to the effect size we care about),
+"Time-uniform, nonparametric, nonasymptotic confidence sequences", eq. 14, whose two-sided form is
+the always-valid CI of the mixture SPRT of Johari, Pekelis & Walsh 2017, used by Optimizely). Each
+side is a one-sided bound at alpha, for an estimate with variance V and a mixing variance tau^2
+set to the effect size we care about (the threshold):
 
-    half-width(V) = sqrt( V (V + tau^2) / tau^2 * log( (V + tau^2) / (V alpha^2) ) ).
+    distance(V) = sqrt( 2 V (V + tau^2) / tau^2 * log( sqrt((V + tau^2) / V) / (2 alpha) + 1 ) ).
+
+The lower bound decides "worse" (a wrong rollback has probability at most alpha), the upper bound
+"not worse" (a wrong advance, likewise); together they form a 1 - 2 alpha interval. A mean's bound
+is the tighter of two sequences (tau = threshold and 8 x threshold, alpha / 2 each), so a gross
+regression is caught early and a marginal one still efficiently.
 
 It was chosen over an mSPRT because it yields an *interval*, which is what the guard needs: one
 comparison against the threshold in each direction gives "worse", "not worse" or "undecided"
@@ -28,7 +34,7 @@ p95 latency is not a mean, so it gets a confidence sequence of its own: the shar
 below the true p95 is exactly 95 % whatever the latency distribution, so a confidence sequence for
 that share (the same boundary, variance 0.95 x 0.05 / n) turns into ranks of the latency
 histogram between which each path's p95 lies at all times (Howard & Ramdas 2022, "Sequential
-estimation of quantiles"). The two paths' intervals (each at alpha / 2) bound the p95 ratio.
+estimation of quantiles"). The two paths' bounds (each at alpha / 2) bound the p95 ratio.
 """
 
 from __future__ import annotations
@@ -53,22 +59,25 @@ MIN_SAMPLES = 30
 """Observations each path needs before a metric gives any verdict (plug-in variances)."""
 P95_TAU = 0.015
 """Mixing scale of the p95 share's confidence sequence: tightest around a few thousand calls."""
-TAU_MULTIPLIERS = (1.0, 4.0, 16.0)
-"""A mean's interval is the intersection of normal-mixture sequences tuned to the threshold, 4x
-and 16x it (each at alpha / 3): one tuned to the threshold alone would take long to show a gross
+TAU_MULTIPLIERS = (1.0, 8.0)
+"""A mean's bound is the tighter of two normal-mixture sequences, tuned to the threshold and to
+8x it (each at alpha / 2): one tuned to the threshold alone would take long to show a gross
 regression (its width shrinks slowly while the variance is far above tau^2)."""
 
 
 def normal_mixture_halfwidth(variance: float, tau2: float, alpha: float) -> float:
-    """Half-width of the two-sided normal-mixture confidence sequence at `alpha`.
+    """Distance from the estimate to a one-sided normal-mixture bound at `alpha`.
 
-    `variance` is the variance of the estimate now (sigma^2/n), `tau2` the mixing variance."""
+    `variance` is the variance of the estimate now (sigma^2/n), `tau2` the mixing variance; the
+    estimate stays below truth + this (or above truth - this) at ALL times with probability at
+    least 1 - alpha (Howard et al. 2021, one-sided normal mixture, eq. 14, with rho = sigma^4/tau^2
+    so that it reads in the estimate's scale)."""
     if variance <= 0:
         return 0.0
     if tau2 <= 0 or not math.isfinite(variance):
         return math.inf
     ratio = (variance + tau2) / variance
-    return math.sqrt(variance * (variance + tau2) / tau2 * (math.log(ratio) + 2 * math.log(1 / alpha)))
+    return math.sqrt(2 * variance * ratio * variance / tau2 * math.log(math.sqrt(ratio) / (2 * alpha) + 1))
 
 
 @dataclass(frozen=True)
@@ -90,7 +99,7 @@ def _variance(moments: Moments, *, bernoulli: bool) -> float:
 
 
 def tuned_halfwidth(variance: float, tau: float, alpha: float) -> float:
-    """The narrowest of the `TAU_MULTIPLIERS` sequences (a union bound: each at alpha / k)."""
+    """The tightest of the `TAU_MULTIPLIERS` one-sided bounds (a union bound: each at alpha / k)."""
     share = alpha / len(TAU_MULTIPLIERS)
     return min(normal_mixture_halfwidth(variance, (k * tau) ** 2, share) for k in TAU_MULTIPLIERS)
 

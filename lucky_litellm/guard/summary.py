@@ -123,11 +123,13 @@ def latency_bucket(latency_s: float) -> int:
     return min(index, LATENCY_BUCKETS - 1)
 
 
+_EDGES = [0.0] + [LATENCY_MIN_S * LATENCY_GROWTH**i for i in range(1, LATENCY_BUCKETS)] + [math.inf]
+
+
 def latency_bucket_bounds(index: int) -> tuple[float, float]:
-    """Lower and upper edge (seconds) of bucket `index` (bucket 0 starts at 0)."""
-    low = 0.0 if index <= 0 else LATENCY_MIN_S * LATENCY_GROWTH**index
-    high = math.inf if index >= LATENCY_BUCKETS - 1 else LATENCY_MIN_S * LATENCY_GROWTH ** (index + 1)
-    return low, high
+    """Lower and upper edge (seconds) of bucket `index` (bucket 0 starts at 0, the last has no end)."""
+    index = min(max(index, 0), LATENCY_BUCKETS - 1)
+    return _EDGES[index], _EDGES[index + 1]
 
 
 @dataclass

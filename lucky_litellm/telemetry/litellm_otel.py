@@ -47,10 +47,23 @@ _warned: set[str] = set()
 
 
 def _is_otel_logger(callback: Any) -> bool:
-    return any(
-        cls.__module__.startswith(("litellm.integrations.opentelemetry", "litellm.integrations.otel"))
-        for cls in type(callback).__mro__
-    )
+    return _is_otel_type(type(callback))
+
+
+_otel_types: dict[type, bool] = {}
+"""Per class, once: `litellm_otel_active` asks about every installed callback on every call."""
+
+
+def _is_otel_type(kind: type) -> bool:
+    known = _otel_types.get(kind)
+    if known is None:
+        known = any(
+            cls.__module__.startswith(("litellm.integrations.opentelemetry", "litellm.integrations.otel"))
+            for cls in kind.__mro__
+        )
+        if len(_otel_types) < 1024:
+            _otel_types[kind] = known
+    return known
 
 
 def _callbacks(litellm: Any) -> Iterator[Any]:
@@ -64,9 +77,10 @@ def litellm_otel_active() -> bool:
     litellm = sys.modules.get("litellm")
     if litellm is None:
         return False
-    for callback in _callbacks(litellm):
-        if (callback in _OTEL_NAMES) if isinstance(callback, str) else _is_otel_logger(callback):
-            return True
+    for name in _CALLBACK_LISTS:
+        for callback in getattr(litellm, name, None) or ():
+            if (callback in _OTEL_NAMES) if isinstance(callback, str) else _is_otel_type(type(callback)):
+                return True
     return False
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from ..errors import redact
@@ -28,6 +28,7 @@ __all__ = [
     "metric_attributes",
     "output_messages",
     "provider_name",
+    "record_attributes",
     "request_attributes",
     "server_of_url",
     "span_attributes",
@@ -219,6 +220,62 @@ def metric_attributes(target: Target) -> dict[str, Any]:
 def span_attributes(target: Target) -> dict[str, Any]:
     """Attributes an attempt span starts with (cached: never mutate the result)."""
     return _cached(target)[1]
+
+
+class RecordAttributes(NamedTuple):
+    """Label sets of an attempt's metric records, built once per distinct combination and shared
+    by every record with it (the SDK copies what it keeps: they are never mutated)."""
+
+    outcome: dict[str, Any]
+    """Duration (and stream timings): model, provider, server, strategy, outcome, error type."""
+    input_tokens: dict[str, Any]
+    output_tokens: dict[str, Any]
+    cost: dict[str, Any]
+    """Cost: the labels of the token records without the token type."""
+    cost_key: tuple[tuple[str, Any], ...]
+    """`cost`'s items, hashable: where the cost counter totals it."""
+
+
+_records: dict[tuple[Any, ...], tuple[dict[str, Any], RecordAttributes]] = {}
+_MAX_RECORD_SETS = 4096
+
+
+def record_attributes(
+    base: dict[str, Any],
+    server: tuple[str, int | None] | None,
+    strategy: str,
+    response_model: str | None,
+    outcome: str,
+    error_type: str | None,
+) -> RecordAttributes:
+    """The label sets of an attempt's metrics, from its target's `metric_attributes` (`base`),
+    the server seen in the response when the target did not say (`server`), and the attempt's
+    strategy, response model, outcome and error: one dict lookup once built."""
+    key = (id(base), server, strategy, response_model, outcome, error_type)
+    entry = _records.get(key)
+    if entry is not None and entry[0] is base:
+        return entry[1]
+    labels: dict[str, Any] = {**base}
+    if server is not None:
+        labels[SERVER_ADDRESS] = server[0]
+        labels[SERVER_PORT] = server[1]
+    labels["lucky.strategy"] = strategy
+    if response_model:
+        labels[RESPONSE_MODEL] = response_model
+    with_outcome = {**labels, "lucky.attempt.outcome": outcome}
+    if error_type:
+        with_outcome[ERROR_TYPE] = error_type
+    value = RecordAttributes(
+        with_outcome,
+        {**labels, TOKEN_TYPE: "input"},
+        {**labels, TOKEN_TYPE: "output"},
+        labels,
+        tuple(sorted(labels.items())),
+    )
+    if len(_records) >= _MAX_RECORD_SETS:
+        _records.clear()
+    _records[key] = (base, value)
+    return value
 
 
 # -- request parameters ----------------------------------------------------------------------------

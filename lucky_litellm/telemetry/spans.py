@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ..errors import redact
@@ -104,6 +106,32 @@ class _Current:
             self._token = None
 
 
+class _CostTotals:
+    """The `lucky.cost.usd` counter, totalled here per label set and observed by the SDK when it
+    collects (an asynchronous counter): adding is a dict update rather than one more SDK record
+    per attempt (each copies, validates and hashes its labels, ~10 µs). Exported the same way: a
+    monotonic sum per label set."""
+
+    def __init__(self, meter: metrics.Meter) -> None:
+        self._lock = threading.Lock()
+        self._totals: dict[tuple[tuple[str, Any], ...], list[Any]] = {}
+        meter.create_observable_counter(
+            "lucky.cost.usd", callbacks=[self._observe], unit="USD", description="Cost of model calls"
+        )
+
+    def add(self, amount: float, labels: sc.RecordAttributes) -> None:
+        with self._lock:
+            entry = self._totals.get(labels.cost_key)
+            if entry is None:
+                self._totals[labels.cost_key] = [labels.cost, amount]
+            else:
+                entry[1] += amount
+
+    def _observe(self, _options: CallbackOptions) -> list[Observation]:
+        with self._lock:
+            return [Observation(total, attributes) for attributes, total in self._totals.values()]
+
+
 class Telemetry:
     """Creates spans and records metrics; one instance per `Models` registry.
 
@@ -147,7 +175,7 @@ class Telemetry:
             description="Time per output chunk, recorded for each chunk after the first one",
             explicit_bucket_boundaries_advisory=list(sc.CHUNK_BUCKETS),
         )
-        self._cost = meter.create_counter("lucky.cost.usd", unit="USD", description="Cost of model calls")
+        self._cost = _CostTotals(meter)
         self._hedges = meter.create_counter(
             "lucky.hedges",
             unit="{hedge}",
@@ -244,8 +272,11 @@ class _Streamed:
 class AttemptTrace:
     """The `chat {model}` span of one attempt, and what the attempt's metrics need."""
 
-    def __init__(self, owner: RequestTrace, target: Target, attempt: Attempt, span: Span) -> None:
-        self.owner = owner
+    def __init__(self, telemetry: Telemetry, target: Target, attempt: Attempt, span: Span) -> None:
+        # the registry's Telemetry, not the RequestTrace that lists this attempt: a reference
+        # back would make a cycle per request, freed only by the garbage collector, which then
+        # rescans litellm's whole heap far more often than litellm alone makes it
+        self.telemetry = telemetry
         self.target = target
         self.attempt = attempt
         self.span = span
@@ -268,7 +299,7 @@ class AttemptTrace:
         if litellm_otel_active():
             # an invalid (no-op) span as parent would make litellm's spans roots: none then
             span = self.span if self.span.get_span_context().is_valid else None
-            prepare_litellm_call(span, self.owner.telemetry.capture_content, call_kwargs)
+            prepare_litellm_call(span, self.telemetry.capture_content, call_kwargs)
 
     def chunk(self, chunk: Any) -> None:
         """One streamed chunk arrived: note its time, id, model, finish reason (and text when
@@ -284,7 +315,7 @@ class AttemptTrace:
             seen.response_id = getattr(chunk, "id", None)
         if seen.response_model is None:
             seen.response_model = getattr(chunk, "model", None)
-        capture = self.owner.telemetry.capture_content
+        capture = self.telemetry.capture_content
         for choice in getattr(chunk, "choices", None) or ():
             index = getattr(choice, "index", 0) or 0
             reason = getattr(choice, "finish_reason", None)
@@ -308,7 +339,7 @@ class AttemptTrace:
         """gen_ai.response.* from the whole response or from the chunks of a stream."""
         out: dict[str, Any] = {}
         response = self._response
-        capture = self.owner.telemetry.capture_content
+        capture = self.telemetry.capture_content
         if response is not None:
             response_id = getattr(response, "id", None)
             if response_id:
@@ -324,13 +355,13 @@ class AttemptTrace:
             out[sc.OUTPUT_MESSAGES] = sc.output_messages([sc.output_message(self.attempt.content, (), None)])
         return out
 
-    def _server_fallback(self, base: Mapping[str, Any]) -> dict[str, Any]:
-        """server.* from the URL litellm actually called, when the target alone did not say."""
+    def _server_fallback(self, base: Mapping[str, Any]) -> tuple[str, int | None] | None:
+        """Host and port of the URL litellm actually called, when the target alone did not say."""
         if sc.SERVER_ADDRESS in base or self._response is None:
-            return {}
+            return None
         hidden = getattr(self._response, "_hidden_params", None) or {}
         host, port = sc.server_of_url(hidden.get("api_base"))
-        return {sc.SERVER_ADDRESS: host, sc.SERVER_PORT: port} if host else {}
+        return (host, port) if host else None
 
     def close(self, strategy: str) -> None:
         """Write the final outcome, usage and cost, end the span and record the metrics."""
@@ -348,9 +379,10 @@ class AttemptTrace:
             attributes: dict[str, Any] = {
                 "lucky.attempt.outcome": attempt.outcome,
                 "lucky.cost.usd": attempt.cost_usd,
-                **server,
                 **self._response_attributes(),
             }
+            if server is not None:
+                attributes[sc.SERVER_ADDRESS], attributes[sc.SERVER_PORT] = server
             if response_model:
                 attributes[sc.RESPONSE_MODEL] = response_model
             if attempt.input_tokens is not None:
@@ -370,33 +402,31 @@ class AttemptTrace:
 
     def _record_metrics(
         self,
-        base: Mapping[str, Any],
-        server: Mapping[str, Any],
+        base: dict[str, Any],
+        server: tuple[str, int | None] | None,
         response_model: str | None,
         strategy: str,
         duration_s: float,
     ) -> None:
         """Labels are model, provider, server, strategy and outcome: bounded sets, never a user or
-        request id. The outcome tells cancelled and lost attempts apart from answers."""
-        telemetry = self.owner.telemetry
+        request id. The outcome tells cancelled and lost attempts apart from answers. The label
+        sets are built once per combination (`semconv.record_attributes`)."""
+        telemetry = self.telemetry
         attempt = self.attempt
-        attributes: dict[str, Any] = {**base, **server, "lucky.strategy": strategy}
-        if response_model:
-            attributes[sc.RESPONSE_MODEL] = response_model
-        outcome = {**attributes, "lucky.attempt.outcome": attempt.outcome}
-        if attempt.error_type:
-            outcome[sc.ERROR_TYPE] = attempt.error_type
-        telemetry._duration.record(duration_s, outcome)
+        labels = sc.record_attributes(
+            base, server, strategy, response_model, attempt.outcome, attempt.error_type
+        )
+        telemetry._duration.record(duration_s, labels.outcome)
         if self._stream is not None:
-            telemetry._first_chunk.record(self._stream.first_chunk_s, outcome)
+            telemetry._first_chunk.record(self._stream.first_chunk_s, labels.outcome)
             for gap in self._stream.gaps:
-                telemetry._per_chunk.record(gap, outcome)
+                telemetry._per_chunk.record(gap, labels.outcome)
         if attempt.input_tokens is not None:
-            telemetry._tokens.record(attempt.input_tokens, {**attributes, sc.TOKEN_TYPE: "input"})
+            telemetry._tokens.record(attempt.input_tokens, labels.input_tokens)
         if attempt.output_tokens is not None:
-            telemetry._tokens.record(attempt.output_tokens, {**attributes, sc.TOKEN_TYPE: "output"})
+            telemetry._tokens.record(attempt.output_tokens, labels.output_tokens)
         if attempt.cost_usd:
-            telemetry._cost.add(attempt.cost_usd, attributes)
+            telemetry._cost.add(attempt.cost_usd, labels)
 
 
 class RequestTrace:
@@ -434,7 +464,7 @@ class RequestTrace:
             kind=SpanKind.CLIENT,
             attributes=attributes,
         )
-        attempt_trace = AttemptTrace(self, target, attempt, span)
+        attempt_trace = AttemptTrace(self.telemetry, target, attempt, span)
         self.attempts.append(attempt_trace)
         return attempt_trace
 

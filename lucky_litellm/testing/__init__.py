@@ -9,9 +9,24 @@
 
 Pytest users get a `fake_upstream` fixture with
 `pytest_plugins = ["lucky_litellm.testing.pytest_plugin"]` in their conftest.
+
+`simulate_rollout` rehearses a guarded rollout (`lucky_litellm.guard`) without any call: see
+`rollout_sim`.
 """
 
 from .behavior import Behavior, Call, Outcome
 from .fake_upstream import FakeUpstream
+from .rollout_sim import PathBehavior, RolloutScenario, SimResult, SimSummary, simulate_many, simulate_rollout
 
-__all__ = ["Behavior", "Call", "FakeUpstream", "Outcome"]
+__all__ = [
+    "Behavior",
+    "Call",
+    "FakeUpstream",
+    "Outcome",
+    "PathBehavior",
+    "RolloutScenario",
+    "SimResult",
+    "SimSummary",
+    "simulate_many",
+    "simulate_rollout",
+]
