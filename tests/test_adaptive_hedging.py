@@ -101,6 +101,25 @@ async def test_p90_and_p99_hedge_at_their_quantile(make_models, slow_a, word, ra
     assert hedge.started_ms >= rank
 
 
+def test_the_window_slides_old_latencies_leave_it():
+    from lucky_litellm.health import LatencyWindow
+
+    window = LatencyWindow(20)
+    for _ in range(20):
+        window.record(1000.0)
+    assert window.quantile(0.95) == 1000
+    for _ in range(20):
+        window.record(10.0)
+    assert (len(window), window.quantile(0.95)) == (20, 10)
+
+
+def test_auto_means_the_configured_quantile(make_models):
+    models = make_models(**hedging(quantile="p99"))
+    models.load_user_config("u", race("auto"))
+    policy = models.resolve("user:u:x").hedging
+    assert policy is not None and policy.quantile == 0.99
+
+
 async def test_the_floor_holds_for_a_model_faster_than_it(make_models, slow_a):
     models = make_models(**hedging(floor=120))
     models.load_user_config("u", race("auto"))
