@@ -180,9 +180,7 @@ def _rows(results: dict[str, Any]) -> list[Row]:
             )
     proxy = results.get("proxy")
     if proxy:
-        for name, ratio in proxy["ratio_to_plain"].items():
-            if name != "plain":
-                rows.append((f"proxy req/s with hook / plain proxy, {name}", f"{ratio:.2f}", "report", None))
+        rows.extend(bench_proxy.rows(proxy))
     state = results.get("state")
     if state:
         for kind in ("mock", "http"):
