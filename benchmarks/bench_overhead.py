@@ -66,7 +66,7 @@ TARGETS: tuple[tuple[str, str, str, bool, float | None], ...] = (
 LITELLM_CALLS = {"ours_race": 2, "router_race": 2}
 """litellm calls per request where it is not one."""
 CPU_ADDED_TARGET_US = 100.0
-REQUESTS, ROUNDS = {1: 40, 50: 100}, 14
+REQUESTS, ROUNDS = {1: 40, 50: 100}, 10
 """Calls per measurement at each concurrency, and interleaved rounds (the ratio is their median)."""
 REQUESTS_QUICK, ROUNDS_QUICK = {1: 20, 50: 50}, 4
 """CPU added per call by `first` with telemetry on, in µs."""
@@ -313,7 +313,7 @@ async def _run(quick: bool, freeze: bool, breakdown: bool) -> dict[str, Any]:
         await throughput(call, 100, 20)
     # many short rounds: on a shared machine a neighbour's burst then spoils a few pairs, and
     # the median of per-round ratios ignores them; the sizes keep the whole benchmark within its
-    # 75 s budget on 2 quiet cores (matrix ~40 s, breakdown ~15 s)
+    # 75 s budget on 2 quiet cores (matrix ~40 s, breakdown ~15 s, import and warm-up ~10 s)
     requests, rounds = (REQUESTS_QUICK, ROUNDS_QUICK) if quick else (REQUESTS, ROUNDS)
     result: dict[str, Any] = {"mock_response": True, "nofreeze": await _matrix(calls, requests, rounds)}
     if freeze:

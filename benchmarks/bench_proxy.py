@@ -1,8 +1,8 @@
-"""What routing through lucky_litellm costs inside a LiteLLM proxy: requests/s, one run, one proxy.
+"""What routing through lucky_litellm costs inside a LiteLLM proxy: throughput, one run, side by side.
 
-One real `litellm --config configs/proxy.yaml` proxy (our hook and provider installed) in front of
+Real ``litellm --config configs/proxy.yaml`` proxies (our hook and provider installed) in front of
 the fake upstream (`python -m lucky_litellm.testing`, its own process), driven by an async HTTP
-client at a fixed concurrency. Scenarios, measured in interleaved rounds so drift hits all alike:
+client at a fixed concurrency. Scenarios:
 
 * ``plain``             ``local/llama3.2``: an ordinary deployment, the baseline (the hook only
                         stamps the caller's identity);
@@ -14,23 +14,39 @@ client at a fixed concurrency. Scenarios, measured in interleaved rounds so drif
                         slot is held by the engine route (the ``lucky`` provider, one nested call);
 * ``race_engine``       ``user:bench:race``: a two-model race through the engine route.
 
+**What is measured.** A proxy worker is one event loop: at concurrency 20 it is CPU-bound, and
+its throughput is 1 / (its CPU time per request). That figure, *requests per CPU-second of the
+proxy process* (read from ``/proc``, background work such as logging included), is the one
+compared with the targets: on this shared 2-core machine it does not move with the other
+engineers' load, where wall-clock requests/s swung by 2x between rounds. Wall-clock requests/s is
+measured and printed next to it (its ratios agree within the noise).
+
+**How, within ~75 s.** Two identical proxies are started once (in parallel) and kept warm; 300
+requests x 5 rounds of every scenario are queued in rotated order and the two proxies each take
+the next job as they finish one, so both cores work; a scenario lands on either proxy. Each
+figure is the median of its 5 rounds; ratios are against ``plain`` measured the same way.
+
     python -m benchmarks.bench_proxy            # 300 requests x 5 rounds per scenario, concurrency 20
     python benchmarks/bench_proxy.py --quick    # 60 x 2, a smoke test
     python benchmarks/bench_proxy.py --json     # the numbers as JSON
     python benchmarks/bench_proxy.py --list     # the scenarios and targets, without running
+    python benchmarks/bench_proxy.py --requests 150 --rounds 3      # other sample sizes
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import json
 import os
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -38,6 +54,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import httpx
 
 from benchmarks.common import upstream_process
+
+if TYPE_CHECKING:
+    from lucky_litellm.proxy.launcher import ProxyProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 MASTER_KEY = "sk-bench-master"
@@ -48,8 +67,18 @@ SCENARIOS = {
     "engine_first": "user:bench:solo",
     "race_engine": "user:bench:race",
 }
+ROUTES = {
+    "plain": None,
+    "tier_deployment": "deployment:local/llama3.2",
+    "tier_registered": "deployment:lucky-route/local/medium-m",
+    "engine_first": "engine",
+    "race_engine": "engine",
+}
+"""The ``x-lucky-route`` each scenario must take (checked during the warm-up)."""
 TARGETS = {"tier_deployment": 0.95, "tier_registered": 0.95, "engine_first": 0.85, "race_engine": 0.80}
-"""Ratios to `plain` the issue asks for (the deployment route, the engine route, a race)."""
+"""Throughput ratios to `plain` the issue asks for (the deployment route, the engine route, a race)."""
+PROXIES = 2
+"""Proxies measured in parallel: one per core of the 2-core machine."""
 
 MODELS_YAML = """
 provider: local
@@ -68,9 +97,48 @@ users:
 """
 
 
-async def _load(client: httpx.AsyncClient, model: str, requests: int, concurrency: int) -> tuple[float, int]:
-    """Send `requests` chat completions, `concurrency` at a time; returns (seconds, errors)."""
-    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "user": "bench"}
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (all its threads) from /proc; None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _settled_cpu(pid: int, limit_s: float = 1.0) -> float | None:
+    """The proxy's CPU time once the work a load left behind (logging tasks) is done: it stops
+    rising (the clock ticks every 10 ms), or `limit_s` passed. Billed to the load that caused it."""
+    last = _cpu_seconds(pid)
+    deadline = time.perf_counter() + limit_s
+    while last is not None and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+        now = _cpu_seconds(pid)
+        if now == last:
+            break
+        last = now
+    return last
+
+
+def _body(name: str) -> dict[str, Any]:
+    """The same request for every scenario but the model. No ``user`` field: it would cost the
+    proxy an end-user lookup per request, and name an owner for ``tier:`` requests (user
+    ``bench``'s ``maxConcurrent`` would keep them on the engine route); ``user:bench:...`` names
+    its owner itself, and the master key may run anyone's experiments."""
+    return {"model": SCENARIOS[name], "messages": [{"role": "user", "content": "hi"}]}
+
+
+async def _check_route(client: httpx.AsyncClient, name: str) -> None:
+    answer = await client.post("/v1/chat/completions", json=_body(name))
+    route = answer.headers.get("x-lucky-route")
+    if answer.status_code != 200 or route != ROUTES[name]:
+        raise RuntimeError(f"{name}: status {answer.status_code}, route {route!r}, expected {ROUTES[name]!r}")
+
+
+async def _load(client: httpx.AsyncClient, name: str, requests: int, concurrency: int) -> tuple[float, int]:
+    """Send `requests` chat completions of scenario `name`, `concurrency` at a time; returns
+    (seconds, errors)."""
+    body = _body(name)
     remaining = iter(range(requests))
     errors = 0
 
@@ -86,46 +154,79 @@ async def _load(client: httpx.AsyncClient, model: str, requests: int, concurrenc
     return time.perf_counter() - started, errors
 
 
-async def _measure(base_url: str, per_round: int, concurrency: int, rounds: int) -> dict[str, Any]:
+async def _measure(
+    proxies: list[ProxyProcess], per_round: int, concurrency: int, rounds: int
+) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     headers = {"Authorization": f"Bearer {MASTER_KEY}"}
-    samples: dict[str, list[float]] = {name: [] for name in SCENARIOS}
+    rps: dict[str, list[float]] = {name: [] for name in SCENARIOS}
+    capacity: dict[str, list[float]] = {name: [] for name in SCENARIOS}
     errors = dict.fromkeys(SCENARIOS, 0)
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=60) as client:
-        for model in SCENARIOS.values():  # warm-up: first calls build clients, caches, registrations
-            _, failed = await _load(client, model, 2 * concurrency, concurrency)
-            if failed:
-                raise RuntimeError(f"{model}: {failed} failed requests during warm-up")
-        names = list(SCENARIOS)
-        for round_index in range(rounds):
-            shift = round_index % len(names)  # rotate the order: no scenario always runs first
-            for name in names[shift:] + names[:shift]:
-                seconds, failed = await _load(client, SCENARIOS[name], per_round, concurrency)
-                samples[name].append(per_round / seconds)
+    names = list(SCENARIOS)
+    jobs: collections.deque[str] = collections.deque()
+    for round_index in range(rounds):
+        shift = round_index % len(names)  # rotate the order: no scenario always runs first
+        jobs.extend(names[shift:] + names[:shift])
+
+    async def serve(proxy: ProxyProcess) -> None:
+        assert proxy.process is not None
+        pid = proxy.process.pid
+        async with httpx.AsyncClient(
+            base_url=proxy.url, headers=headers, limits=limits, timeout=60
+        ) as client:
+            for name in SCENARIOS:  # warm-up: first calls build clients, caches, registrations
+                await _check_route(client, name)
+                _, failed = await _load(client, name, 2 * concurrency, concurrency)
+                if failed:
+                    raise RuntimeError(f"{name}: {failed} failed requests during warm-up")
+            cpu = await _settled_cpu(pid)
+            while jobs:
+                name = jobs.popleft()
+                seconds, failed = await _load(client, name, per_round, concurrency)
+                after = await _settled_cpu(pid)
+                rps[name].append(per_round / seconds)
+                if cpu is not None and after is not None and after > cpu:
+                    capacity[name].append(per_round / (after - cpu))
                 errors[name] += failed
-    rps = {name: statistics.median(values) for name, values in samples.items()}
-    ratios = {name: round(value / rps["plain"], 3) for name, value in rps.items()}
+                cpu = after
+
+    await asyncio.gather(*(serve(proxy) for proxy in proxies))
+    wall = {name: statistics.median(values) for name, values in rps.items()}
+    per_cpu = {name: statistics.median(values) for name, values in capacity.items() if values}
+    measured = per_cpu if len(per_cpu) == len(SCENARIOS) else wall  # no /proc: wall clock only
+    ratios = {name: round(value / measured["plain"], 3) for name, value in measured.items()}
     return {
-        "unit": "requests/s (median of rounds)",
+        "unit": "requests per CPU-second of the proxy (median of rounds); wall req/s beside it",
+        "measured_by": "proxy_cpu" if measured is per_cpu else "wall",
         "requests_per_round": per_round,
         "concurrency": concurrency,
         "rounds": rounds,
+        "proxies": len(proxies),
         "cpus": os.cpu_count(),
-        "rps": {name: round(value, 1) for name, value in rps.items()},
-        "rps_rounds": {name: [round(v, 1) for v in values] for name, values in samples.items()},
+        "req_per_cpu_s": {name: round(value, 1) for name, value in per_cpu.items()},
+        "rps": {name: round(value, 1) for name, value in wall.items()},
+        "rps_rounds": {name: [round(v, 1) for v in values] for name, values in rps.items()},
         "ratio_to_plain": ratios,
+        "wall_ratio_to_plain": {name: round(value / wall["plain"], 3) for name, value in wall.items()},
         "targets": TARGETS,
         "met": {name: ratios[name] >= target for name, target in TARGETS.items()},
         "errors": errors,
     }
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    """Start upstream and proxy, measure every scenario, stop both; returns the numbers."""
+def run(quick: bool = False, *, per_round: int | None = None, rounds: int | None = None) -> dict[str, Any]:
+    """Start the upstream and the proxies, measure every scenario, stop them all; returns the numbers."""
     from lucky_litellm.proxy.launcher import ProxyProcess  # loads litellm: not for --list
 
-    per_round, concurrency, rounds = (60, 20, 2) if quick else (300, 20, 5)
-    with upstream_process() as base, tempfile.TemporaryDirectory(prefix="bench-proxy-") as workdir:
+    concurrency = 20
+    per_round = per_round or (60 if quick else 300)
+    rounds = rounds or (2 if quick else 5)
+    started = time.perf_counter()
+    with (
+        upstream_process() as base,
+        tempfile.TemporaryDirectory(prefix="bench-proxy-") as workdir,
+        contextlib.ExitStack() as stack,
+    ):
         models_yaml = Path(workdir) / "models.yaml"
         models_yaml.write_text(MODELS_YAML.format(base=base))
         env = {
@@ -133,25 +234,56 @@ def run(quick: bool = False) -> dict[str, Any]:
             "LUCKY_MODELS_CONFIG": str(models_yaml),
             "LUCKY_LOCAL_API_BASE": base,
         }
-        with ProxyProcess(ROOT / "configs" / "proxy.yaml", env=env) as proxy:
-            return asyncio.run(_measure(proxy.url, per_round, concurrency, rounds))
+        proxies = [ProxyProcess(ROOT / "configs" / "proxy.yaml", env=env) for _ in range(PROXIES)]
+        for proxy in proxies:
+            stack.callback(proxy.stop)
+        with ThreadPoolExecutor(PROXIES) as pool:  # start together: a proxy takes seconds to import
+            for done in [pool.submit(proxy.start) for proxy in proxies]:
+                done.result()
+        ready = time.perf_counter()
+        results = asyncio.run(_measure(proxies, per_round, concurrency, rounds))
+    results["startup_s"] = round(ready - started, 1)
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    return results
+
+
+def rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    """(measure, value, target, met) rows for `make bench`."""
+    out: list[tuple[str, str, str, bool | None]] = []
+    for name, model in SCENARIOS.items():
+        if name == "plain":
+            continue
+        ratio = results["ratio_to_plain"][name]
+        wall = results["wall_ratio_to_plain"][name]
+        target = TARGETS[name]
+        out.append(
+            (
+                f"proxy throughput / plain proxy, {name} ({model})",
+                f"{ratio:.2f} (wall {wall:.2f})",
+                f">= {target:.2f}",
+                ratio >= target,
+            )
+        )
+    return out
 
 
 def _print(results: dict[str, Any]) -> None:
     print(
-        f"proxy throughput: {results['requests_per_round']} requests x {results['rounds']} interleaved "
-        f"rounds per scenario, concurrency {results['concurrency']}, median of rounds, {results['cpus']} CPUs"
+        f"proxy throughput: {results['requests_per_round']} requests x {results['rounds']} rounds per "
+        f"scenario, concurrency {results['concurrency']}, {results['proxies']} proxies in parallel, median "
+        f"of rounds, {results['cpus']} CPUs; {results['seconds']} s (startup {results['startup_s']} s)"
+    )
+    per_cpu = results["req_per_cpu_s"]
+    print(
+        f"  {'scenario':<16} {'model':<17} {'req/CPU-s':>9} {'req/s':>7}  {'ratio':>5} {'(wall)':>6}  target"
     )
     for name, model in SCENARIOS.items():
         target = TARGETS.get(name)
-        verdict = (
-            ""
-            if target is None
-            else f"   target >= {target:.2f}: {'met' if results['met'][name] else 'MISSED'}"
-        )
+        verdict = "-" if target is None else f">= {target:.2f} {'met' if results['met'][name] else 'MISSED'}"
         print(
-            f"  {name:<16} {model:<17} {results['rps'][name]:>7.1f} req/s   "
-            f"x{results['ratio_to_plain'][name]:.2f} of plain   errors: {results['errors'][name]}{verdict}"
+            f"  {name:<16} {model:<17} {per_cpu.get(name, float('nan')):>9.1f} {results['rps'][name]:>7.1f}  "
+            f"{results['ratio_to_plain'][name]:>5.2f} ({results['wall_ratio_to_plain'][name]:.2f})  "
+            f"{verdict}   errors: {results['errors'][name]}"
         )
 
 
@@ -160,7 +292,11 @@ if __name__ == "__main__":
         for name, model in SCENARIOS.items():
             print(f"{name:<16} {model:<17} target: {TARGETS.get(name, '-')}")
         raise SystemExit(0)
-    outcome = run(quick="--quick" in sys.argv)
+
+    def _option(name: str) -> int | None:
+        return int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else None
+
+    outcome = run(quick="--quick" in sys.argv, per_round=_option("--requests"), rounds=_option("--rounds"))
     if "--json" in sys.argv:
         print(json.dumps(outcome, indent=2))
     else:

@@ -36,6 +36,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from benchmarks import (
     bench_adaptive_hedging,
     bench_config,
+    bench_health,
     bench_hedging,
     bench_import,
     bench_memory,
@@ -60,6 +61,7 @@ BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "overhead": lambda quick: bench_overhead.run(quick, freeze=FREEZE),
     "hedging": bench_hedging.run,
     "adaptive_hedging": bench_adaptive_hedging.run,
+    "health": bench_health.run,
     "import": bench_import.run,
     "memory": bench_memory.run,
     "tracing": bench_tracing.run,
@@ -75,6 +77,7 @@ BUDGETS: dict[str, float] = {
     "proxy": 75,
     "hedging": 20,
     "adaptive_hedging": 25,
+    "health": 30,
     "state": 25,
     "memory": 20,
     "tracing": 15,
@@ -89,7 +92,7 @@ BUDGETS: dict[str, float] = {
 TOTAL_BUDGET_S = 300.0
 """`make bench` as a whole, on 2 cores."""
 
-NO_LITELLM = frozenset({"import", "config"})
+NO_LITELLM = frozenset({"import", "config", "health"})
 """Benchmarks that never import litellm in this process (no setup import for them alone)."""
 
 WIDE = 160
@@ -136,6 +139,9 @@ def _rows(results: dict[str, Any]) -> list[Row]:
     adaptive = results.get("adaptive_hedging")
     if adaptive:
         rows.extend(bench_adaptive_hedging.rows(adaptive))
+    health = results.get("health")
+    if health:
+        rows.extend(bench_health.rows(health))
     imported = results.get("import")
     if imported:
         ours, theirs = imported["lucky_litellm"], imported["litellm"]
@@ -180,9 +186,7 @@ def _rows(results: dict[str, Any]) -> list[Row]:
             )
     proxy = results.get("proxy")
     if proxy:
-        for name, ratio in proxy["ratio_to_plain"].items():
-            if name != "plain":
-                rows.append((f"proxy req/s with hook / plain proxy, {name}", f"{ratio:.2f}", "report", None))
+        rows.extend(bench_proxy.rows(proxy))
     state = results.get("state")
     if state:
         for kind in ("mock", "http"):

@@ -326,6 +326,45 @@ def cost_of_usage(target: Target | str, usage: Any) -> float:
     return float(prompt_cost) + float(completion_cost)
 
 
+def plain_usage_cost(model: str, usage: Any) -> float | None:
+    """litellm's price for a `Usage` of prompt and completion tokens only, from the model's price
+    card (no litellm call); None when litellm must price it itself (cached, reasoning or audio
+    tokens, prices not linear in the counts). A model litellm cannot price costs it $0.
+
+    For the proxy's nested engine calls: litellm prices every response it returns (~0.7 ms of
+    CPU, most of it model-info lookups), and a response that already carries its cost is not
+    priced again."""
+    if usage is None or _has_token_details(usage):
+        return None
+    prompt = getattr(usage, "prompt_tokens", None)
+    completion = getattr(usage, "completion_tokens", None)
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    card = _card(model)
+    if card is None:
+        return None
+    if card.per_million is not None:
+        return 0.0  # litellm has no price for it (the reseller fallback is lucky's own figure)
+    if not (0 <= prompt <= _LINEAR_UP_TO and 0 <= completion <= _LINEAR_UP_TO):
+        return None
+    return prompt * card.input_usd + completion * card.output_usd
+
+
+def _has_token_details(usage: Any) -> bool:
+    """Whether a `Usage` counts tokens litellm prices apart (cache reads and writes, reasoning,
+    audio, images, ...): any non-zero detail except the plain text tokens."""
+    if getattr(usage, "cache_creation_input_tokens", None) or getattr(usage, "cache_read_input_tokens", None):
+        return True
+    for name in ("prompt_tokens_details", "completion_tokens_details", "server_tool_use"):
+        details = getattr(usage, name, None)
+        if details is None:
+            continue
+        values = details.items() if isinstance(details, dict) else vars(details).items()
+        if any(value for key, value in values if key != "text_tokens"):
+            return True
+    return False
+
+
 def response_cost(response: Any, target: Target | str) -> float:
     """USD of a whole (non-streamed) response, from its usage.
 

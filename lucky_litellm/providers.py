@@ -251,9 +251,9 @@ class ProviderTable:
         return (self.environ.get(cfg.api_key_env) or None) if cfg.api_key_env else None
 
     def _api_base(self, cfg: ProviderConfig) -> str | None:
-        if cfg.api_base:
-            return cfg.api_base
-        return (self.environ.get(cfg.api_base_env) or None) if cfg.api_base_env else None
+        """The endpoint variable when it is set (the environment over the file), else ``apiBase``."""
+        from_env = (self.environ.get(cfg.api_base_env) or None) if cfg.api_base_env else None
+        return from_env or cfg.api_base or None
 
     def _call_kwargs(self, cfg: ProviderConfig) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}

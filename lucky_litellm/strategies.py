@@ -145,11 +145,11 @@ async def _cancel_all(tasks: dict[asyncio.Task[Any], Attempt], run: RequestRun |
     """Cancel the losers and wait for them, closing streams they had opened; completed losers
     keep their cost (they are billed, streams for the prompt and what they had sent) and are
     marked lost."""
-    for task in tasks:
-        if not task.done():
-            task.cancel()
-    if tasks:
-        await asyncio.gather(*tasks, return_exceptions=True)
+    running = [task for task in tasks if not task.done()]
+    for task in running:
+        task.cancel()
+    if running:  # the finished ones need no waiting (a race's loser often has finished too)
+        await asyncio.gather(*running, return_exceptions=True)
     for task, attempt in tasks.items():
         if task.cancelled() or task.exception() is not None or attempt.outcome == "won":
             continue

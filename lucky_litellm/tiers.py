@@ -3,8 +3,8 @@
 A `TierTable` is built once from `DEFAULT_MODELS` for the active provider, overridden by the
 config, and then never changes. Rules, in the order `build_tier_config` applies them:
 
-* **Active provider**: the ``provider`` argument, else ``config.provider``, else ``$LUCKY_PROVIDER``,
-  else ``openai``.
+* **Active provider**: the ``provider`` argument, else ``$LUCKY_PROVIDER``, else ``config.provider``,
+  else ``openai`` (the environment over the file, as everywhere: see `lucky_litellm.config`).
 * **Per-provider models**: ``DEFAULT_MODELS[provider]``, overridden per tier by
   ``providers.<name>.models`` (a value without the ``<name>/`` prefix gets it added).
 * **Fast tiers** (summary, nano, low) race that tier's model of *every enabled provider*, the active
@@ -298,9 +298,13 @@ def build_tier_config(
 ) -> TierTable:
     """Build the tier table; every problem is collected and raised as one `ConfigError`."""
     table = providers if providers is not None else ProviderTable.build(config)
-    active = provider or (config.provider if config is not None else None)
     # the table's captured environment, not os.environ: Models(environ=...) is all a registry reads
-    active = active or table.environ.get(PROVIDER_ENV) or DEFAULT_PROVIDER
+    active = (
+        provider
+        or table.environ.get(PROVIDER_ENV)
+        or (config.provider if config is not None else None)
+        or DEFAULT_PROVIDER
+    )
     known = sorted(set(DEFAULT_MODELS) | set(table.providers))
     if active not in known:
         raise ConfigError([ConfigIssue("provider", _unknown_provider(active, known))], "invalid tier config")

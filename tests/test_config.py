@@ -132,12 +132,13 @@ def test_models_config_defaults() -> None:
     assert config.telemetry.cost_alert_thresholds == [0.5, 0.8, 1.0]
 
 
-def test_active_provider_comes_from_config_then_env_then_openai(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_active_provider_comes_from_env_then_config_then_openai(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LUCKY_PROVIDER", raising=False)
     assert ModelsConfig().active_provider == "openai"
+    assert ModelsConfig(provider="anthropic").active_provider == "anthropic"
     monkeypatch.setenv("LUCKY_PROVIDER", "groq")
     assert ModelsConfig().active_provider == "groq"
-    assert ModelsConfig(provider="anthropic").active_provider == "anthropic"
+    assert ModelsConfig(provider="anthropic").active_provider == "groq"  # the environment over the file
 
 
 def test_state_url_env_overrides_config(monkeypatch: pytest.MonkeyPatch) -> None:

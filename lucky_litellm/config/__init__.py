@@ -13,6 +13,12 @@ The parts: `schema` (the pydantic models and their field rules), `params` (the `
 allow-list), `issues` (pydantic errors → file:line issues), `load` (validate and load), `resolve`
 (checks against the built registry: providers exist, tiers exist, tier options are used).
 
+Where settings come from, highest first: environment variables (``LUCKY_PROVIDER``, each
+provider's endpoint variable such as ``LUCKY_LOCAL_API_BASE`` or its ``apiBaseEnv``,
+``LUCKY_STATE_URL``), then the models file, then the built-in defaults; the same order in the
+library, the CLI and the proxy. An explicit argument in code (``build_tier_config(provider=...)``)
+is above all three.
+
 This package must not import litellm: `import lucky_litellm` stays cheap.
 """
 
@@ -38,7 +44,9 @@ from .schema import (
     MAX_COST_USD,
     MAX_MILLIS,
     STRATEGIES,
+    CircuitConfig,
     ExperimentConfig,
+    HealthConfig,
     Millis,
     ModelResult,
     ModelsConfig,
@@ -54,6 +62,7 @@ from .schema import (
     TierConfig,
     UserConfig,
     UserDefaults,
+    WhenAllOpen,
 )
 
 __all__ = [
@@ -65,9 +74,11 @@ __all__ = [
     "MAX_MILLIS",
     "PROVIDER_PARAMS",
     "STRATEGIES",
+    "CircuitConfig",
     "ConfigSource",
     "ConfigWarning",
     "ExperimentConfig",
+    "HealthConfig",
     "Millis",
     "ModelResult",
     "ModelsConfig",
@@ -83,6 +94,7 @@ __all__ = [
     "TierConfig",
     "UserConfig",
     "UserDefaults",
+    "WhenAllOpen",
     "YamlLimits",
     "load_models_config",
     "load_user_config",

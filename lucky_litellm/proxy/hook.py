@@ -21,8 +21,9 @@ from ..registry import default_models
 from .context import CONTEXT_KEY, ProxySettings, RequestContext, context_of, is_lucky_name
 from .errors import NO_RETRY, HttpError, http_error, is_mapped, upstream_error
 from .identity import identify
+from .provider import in_engine_call, price_engine_response
 from .relay import StreamGuard
-from .routes import ROUTE_PREFIX, deployment_route
+from .routes import ROUTE_PREFIX, deployment_route, engine_deployment
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
@@ -92,6 +93,7 @@ class LuckyHook(CustomLogger):
         deployment = deployment_route(ctx, models) if self.settings.deployment_route else None
         if deployment is None:
             ctx["route"] = "engine"
+            data["model"] = engine_deployment(str(model), str(ctx["spec"])) or model
             return data
         plan = ctx.plan
         ctx.update(route=f"deployment:{deployment}", winner=plan.targets[0].spec)
@@ -103,6 +105,14 @@ class LuckyHook(CustomLogger):
         return data
 
     # -- after the call --------------------------------------------------------------------------
+
+    async def async_post_call_success_deployment_hook(
+        self, request_data: dict[str, Any], response: Any, call_type: Any
+    ) -> Any:
+        """The engine's nested calls: priced here, once (see `provider.price_engine_response`)."""
+        if in_engine_call():
+            price_engine_response(request_data, response)
+        return None
 
     async def async_post_call_success_hook(
         self, data: dict[str, Any], user_api_key_dict: Any, response: Any

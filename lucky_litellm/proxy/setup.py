@@ -8,8 +8,9 @@ Where the proxy's lucky_litellm settings come from, highest first:
 2. the models file named by ``LUCKY_MODELS_CONFIG`` (providers, tiers, ``users:``, ``rollout:``);
 3. the built-in defaults.
 
-(The library itself lets an explicit ``provider:`` in the file win over ``LUCKY_PROVIDER``; a
-proxy is configured by its environment, as LiteLLM's own ``os.environ/...`` settings are.)
+The library (`Models`) reads the same variables in the same order, so the file given here with
+the overrides applied and the plain file give a proxy and a program the same registry (a test
+checks that they resolve the same targets).
 """
 
 from __future__ import annotations

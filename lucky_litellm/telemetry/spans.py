@@ -90,15 +90,17 @@ class _Current:
     """Makes a span current (without ending it) for a `with` block: cheaper than `use_span`, and
     a no-op for an invalid span, which would otherwise hide the caller's own current span."""
 
-    __slots__ = ("_span", "_token")
+    __slots__ = ("_context", "_span", "_token")
 
-    def __init__(self, span: Span) -> None:
+    def __init__(self, span: Span, context: otel_context.Context | None = None) -> None:
         self._span = span
+        self._context = context
         self._token: object | None = None
 
     def __enter__(self) -> None:
         if self._span.get_span_context().is_valid:
-            self._token = otel_context.attach(trace.set_span_in_context(self._span))
+            context = self._context if self._context is not None else trace.set_span_in_context(self._span)
+            self._token = otel_context.attach(context)
 
     def __exit__(self, *exc_info: object) -> None:
         if self._token is not None:
@@ -201,7 +203,13 @@ class Telemetry:
             attributes["lucky.request_id"] = routing.request_id
         span = self._tracer.start_span("lucky.complete", kind=SpanKind.INTERNAL, attributes=attributes)
         kept = messages if (self.capture_content and messages is not None) else None
-        return RequestTrace(self, span, kept, call_kwargs)
+        return RequestTrace(
+            self,
+            span,
+            kept,
+            call_kwargs,
+            started=(routing.strategy, routing.rollout_path, routing.experiment),
+        )
 
 
 class _Streamed:
@@ -292,6 +300,12 @@ class AttemptTrace:
         """Context manager making this span current while the call runs (without ending it), so
         spans created inside the call, e.g. by an httpx instrumentation, nest under the attempt."""
         return _Current(self.span)
+
+    def circuit_state(self, state: str) -> None:
+        """The model is called although its circuit is not closed (a half-open probe, or every
+        model was open): `lucky.circuit.state` on the span. Absent means closed."""
+        if self.span.is_recording():
+            self.span.set_attribute("lucky.circuit.state", state)
 
     def prepare(self, call_kwargs: dict[str, Any]) -> None:
         """Adjust litellm's call kwargs, in place, when litellm's own otel callback is installed:
@@ -438,10 +452,15 @@ class RequestTrace:
         span: Span,
         messages: Sequence[Mapping[str, Any]] | None = None,
         call_kwargs: Mapping[str, Any] | None = None,
+        *,
+        started: tuple[str, str, str | None] | None = None,
     ) -> None:
         self.telemetry = telemetry
         self.span = span
         self.context = trace.set_span_in_context(span)
+        self._started = started
+        """Strategy, rollout path and experiment the span started with: set again at the end only
+        if changed."""
         self.attempts: list[AttemptTrace] = []
         self._extra: dict[str, Any] = {}
         if span.is_recording():
@@ -451,8 +470,9 @@ class RequestTrace:
                 self._extra[sc.INPUT_MESSAGES] = sc.input_messages(messages)
 
     def use(self) -> _Current:
-        """Context manager making `lucky.complete` current while the strategy runs."""
-        return _Current(self.span)
+        """Context manager making `lucky.complete` current while the strategy runs (the
+        context made when the request started: the strategy runs in the same one)."""
+        return _Current(self.span, self.context)
 
     def start_attempt(self, target: Target, attempt: Attempt) -> AttemptTrace:
         attributes = sc.span_attributes(target)
@@ -468,8 +488,9 @@ class RequestTrace:
         self.attempts.append(attempt_trace)
         return attempt_trace
 
-    def skipped(self, attempt: Attempt) -> None:
-        """A zero-length span for a model that was not called (disabled provider, over maxCost)."""
+    def skipped(self, attempt: Attempt, *, circuit_state: str | None = None) -> None:
+        """A zero-length span for a model that was not called (disabled provider, over maxCost,
+        open circuit: then `lucky.circuit.state` says open or half-open)."""
         provider, _, model = attempt.model.partition("/")
         request_model = model or attempt.model
         attributes: dict[str, Any] = {
@@ -482,6 +503,8 @@ class RequestTrace:
         }
         if attempt.error:
             attributes["lucky.skip.reason"] = redact(attempt.error)
+        if circuit_state is not None:
+            attributes["lucky.circuit.state"] = circuit_state
         span = self.telemetry._tracer.start_span(
             f"{sc.CHAT} {request_model}", context=self.context, kind=SpanKind.CLIENT, attributes=attributes
         )
@@ -494,15 +517,17 @@ class RequestTrace:
         span = self.span
         if span.is_recording():
             attributes: dict[str, Any] = {
-                # strategy and path again: the rollout layer may have changed them after the start
-                "lucky.strategy": routing.strategy,
-                "lucky.rollout.path": routing.rollout_path,
                 "lucky.models": list(routing.models),
                 "lucky.cost.usd": routing.cost_usd,
                 "lucky.attempts": len(routing.attempts),
             }
-            if routing.experiment:
-                attributes["lucky.experiment"] = routing.experiment
+            if self._started != (routing.strategy, routing.rollout_path, routing.experiment):
+                # the rollout layer changed them after the start: every attribute the SDK is
+                # handed costs a copy and a check, so unchanged ones are not set twice
+                attributes["lucky.strategy"] = routing.strategy
+                attributes["lucky.rollout.path"] = routing.rollout_path
+                if routing.experiment:
+                    attributes["lucky.experiment"] = routing.experiment
             if routing.winner:
                 attributes["lucky.winner"] = routing.winner
             if routing.agreement is not None:
