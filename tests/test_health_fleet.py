@@ -222,3 +222,39 @@ def test_lucky_litellm_health_without_a_shared_store_says_so(monkeypatch):
     result = CliRunner().invoke(main, ["health"])
     assert result.exit_code == 1
     assert "no shared state store" in result.output
+
+
+async def test_circuits_keep_working_in_each_process_while_redis_is_down(fake_upstream, prefix):
+    fake_upstream.script(DEAD_NAME, Behavior(status=503))
+    with RedisServer() as server:
+        state = state_from_url(server.url, prefix=prefix)
+        models = Models(fleet_config(fake_upstream, 200), state=state, environ=dict(PLANTED_KEYS))
+        try:
+            await models.complete("user:u:fb", MESSAGES)  # Redis known, then it goes away
+            server.stop()
+            for _ in range(2):
+                await models.complete("user:u:fb", MESSAGES)
+            assert models.circuits is not None and models.circuits.state_of(DEAD) == "open"
+            response = await models.complete("user:u:fb", MESSAGES)
+            assert routing_of(response).attempts[0].outcome == "skipped"
+
+            await asyncio.sleep(0.25)  # half-open: the probe slot is this process's alone now
+            fake_upstream.script(DEAD_NAME, Behavior(content="back"))
+            response = await models.complete("user:u:fb", MESSAGES)
+            assert routing_of(response).winner == DEAD
+            assert models.circuits.state_of(DEAD) == "closed"
+
+            server.restart()  # what was counted meanwhile reaches the fleet
+            store = models.circuits.store
+            assert store is not None
+
+            def landed() -> bool:
+                try:
+                    circuits = {c.model: c for c in store.read(models.circuits.policy)}
+                except Exception:
+                    return False
+                return DEAD in circuits and circuits[DEAD].calls >= 3
+
+            await asyncio.to_thread(_until, landed, 10.0)
+        finally:
+            state.close()
