@@ -359,7 +359,12 @@ def main(argv: list[str]) -> int:
     }
     progress = _console(stderr=True)
     load_before = os.getloadavg()[0]
-    run_started = time.perf_counter()
+    if load_before > (os.cpu_count() or 1):
+        progress.print(
+            f"[yellow]busy machine[/]: load average {load_before:.1f} on {os.cpu_count()} cpus; wall times "
+            "and wall-clock ratios will be off (the cpu seconds much less so)"
+        )
+    run_started, run_cpu = time.perf_counter(), _cpu_seconds()
     setup = _setup(selected)
     if setup is not None:
         results["setup_seconds"] = round(setup, 1)
@@ -396,6 +401,7 @@ def main(argv: list[str]) -> int:
             _print_table(own)
     total = time.perf_counter() - run_started
     results["seconds"] = round(total, 1)
+    results["cpu_seconds_total"] = round(_cpu_seconds() - run_cpu, 1)
     results["load_average"] = {"start": round(load_before, 1), "end": round(os.getloadavg()[0], 1)}
     if rows:
         _print_table(rows, title="all benchmarks")
@@ -430,7 +436,10 @@ def _print_times(results: dict[str, Any], selected: list[str], total: float, ful
     console.print(table)
     load = results["load_average"]
     # the budgets are for a quiet 2-core machine: the load average says how quiet it was
-    note = f"load average {load['start']} at start, {load['end']} at end, {os.cpu_count()} cpus"
+    note = (
+        f"cpu {results['cpu_seconds_total']} s in all; load average {load['start']} at start, "
+        f"{load['end']} at end, {os.cpu_count()} cpus"
+    )
     if full:
         met = total <= TOTAL_BUDGET_S
         console.print(

@@ -279,8 +279,9 @@ class HedgeBudgetConfig(StrictModel):
 
     token_ratio: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.1
     """Hedges allowed per request in the long run: 0.1 = at most 10 % extra requests."""
-    max_tokens: Annotated[float, Field(ge=2, le=10_000, allow_inf_nan=False)] = 10.0
-    """Size of the bucket; a burst of ``maxTokens / 2`` hedges is allowed on top of the ratio."""
+    max_tokens: Annotated[float, Field(ge=2, le=10_000, allow_inf_nan=False)] = 20.0
+    """Size of the bucket; a burst of ``maxTokens / 2`` hedges is allowed on top of the ratio (at
+    10 the bursts of a busy client, many requests late at once, were refused; see README)."""
 
 
 class HedgingConfig(StrictModel):
