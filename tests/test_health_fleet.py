@@ -84,13 +84,16 @@ async def _open_circuit(models: Models) -> None:
 
 WATCHER = textwrap.dedent(
     """
-    import json, os, sys, time
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    from lucky_litellm import Models
+    import json, sys, time
+    from lucky_litellm.config import validate_models_config
+    from lucky_litellm.health import Circuits
     from lucky_litellm.state import state_from_url
-    url, prefix, config, keys, model = sys.argv[1:6]
-    models = Models(json.loads(config), state=state_from_url(url, prefix=prefix), environ=json.loads(keys))
-    circuits = models.circuits
+    from lucky_litellm.state.health import RedisHealthStore
+    url, prefix, config, model = sys.argv[1:5]
+    # what `Models` builds from the config, without litellm: this process only watches
+    state = state_from_url(url, prefix=prefix)
+    settings = validate_models_config(json.loads(config)).health.circuit
+    circuits = Circuits(settings, RedisHealthStore(state.connection))
     assert circuits.state_of(model) == "closed"
     time.sleep(0.3)  # a few syncer ticks: reading the fleet's circuits works
     print("ready", circuits.state_of(model), flush=True)
@@ -108,13 +111,7 @@ async def test_a_circuit_opened_in_one_process_is_seen_by_another_within_a_secon
     fake_upstream.script(DEAD_NAME, Behavior(status=503))
     models = replica()
     await models.warm_up()  # litellm loaded: the circuit opens as soon as the calls are made
-    args = [
-        redis_server.url,
-        prefix,
-        json.dumps(fleet_config(fake_upstream, 30000)),
-        json.dumps(PLANTED_KEYS),
-        DEAD,
-    ]
+    args = [redis_server.url, prefix, json.dumps(fleet_config(fake_upstream, 30000)), DEAD]
     child = subprocess.Popen([sys.executable, "-c", WATCHER, *args], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
