@@ -36,6 +36,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from benchmarks import (
     bench_adaptive_hedging,
     bench_config,
+    bench_guard,
     bench_health,
     bench_hedging,
     bench_import,
@@ -69,6 +70,7 @@ BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "state": bench_state.run,
     "config": bench_config.run,
     "middleware": bench_middleware.run,
+    "guard": bench_guard.run,
 }
 
 
@@ -85,6 +87,7 @@ BUDGETS: dict[str, float] = {
     "import": 5,
     "config": 2,
     "middleware": 8,
+    "guard": 4,
 }
 """Wall seconds each benchmark may take on a quiet 2-core machine; they add up to the whole run's
 5 minutes, so a benchmark that outgrows its share shows up here before the total does."""
@@ -224,6 +227,9 @@ def _rows(results: dict[str, Any]) -> list[Row]:
             target = bench_middleware.EMPTY_CHAIN_TARGET
             measure = f"empty middleware chain / no chain, {level}"
             rows.append((measure, f"{ratio:.3f}", f">= {target}", ratio >= target))
+    guard = results.get("guard")
+    if guard:
+        rows.extend(bench_guard.rows(guard))
     return rows
 
 

@@ -111,6 +111,7 @@ class Models:
             if "capture_content" in self._config.telemetry.model_fields_set
             else capture_from_env(environ)  # None: os.environ; {} is an empty environment
         )
+        self.state.guard.tracer = self.telemetry._tracer  # guarded-rollout decisions as spans
         self.circuits: Circuits | None = _circuits(self._config, self.state)
         """Per-model circuit breakers (``health.circuit``); None when switched off."""
         self.limiter = ConcurrencyLimiter()
