@@ -1,16 +1,17 @@
 """`hedgeAfter: auto` against a sweep of fixed `hedgeAfter`s, on a heavy tail, then on a slowdown.
 
-Two models on the fake upstream (its own process, over HTTP), each answering in 60 ms except for
-5 % of its calls, which take 2 s (a seeded pattern by call index, restarted for every run, so every
-setting meets the same slow calls). A race of the two, first model first, from a fixed number of
-concurrent callers.
+A race of two models on the fake upstream (its own process, over HTTP), each answering in 60 ms
+except for 5 % of its calls, which take 2 s (a seeded pattern by call index). Each setting under
+test has its own registry and its own pair of upstream models, all scripted with the same slow
+calls, and the settings run side by side: in interleaved rounds from a fixed number of concurrent
+callers, so a change in the (shared, busy) machine's load falls on all of them alike.
 
-* **Sweep.** The fixed delays tried are the p50/p80/p90/p95/p99 of the fast path (a `first` call to
+* **Sweep.** The fixed delays tried are the p50/p75/p90/p95/p99 of the fast path (a `first` call to
   a model without a tail, under the same load): what someone tuning `hedgeAfter` by hand would try.
   The *best fixed* setting is the one with the lowest p99 among those within the 10 % extra-request
   budget (a fixed delay with more extra requests is not a fair comparison: `race` without any
   delay has the lowest p99 of all, at 100 % extra requests). `auto` (p95 of the model's own
-  answers, default budget) runs with the same requests after a warm-up that fills its window.
+  answers, default budget) runs alongside, after a warm-up that fills its window.
 * **Slowdown.** Halfway through a run every latency of the upstream doubles. The best fixed
   setting then hedges nearly every call of the second half; `auto` follows the model's latency,
   and its budget caps the hedges while its window catches up.
@@ -32,12 +33,12 @@ from typing import Any
 from benchmarks.common import KEY, MESSAGES, ScriptedUpstream, percentile, quiet_litellm, scripted_upstream
 
 FAST_MS, SLOW_MS, SLOW_SHARE = 60.0, 2000.0, 0.05
-MODELS = ("gpt-4.1-mini", "gpt-4.1-nano")
-PLAIN = "gpt-4o-mini"
+PLAIN = "plain"
 """A model without a tail: its `first` latencies are the fast path the sweep is built from."""
 CONCURRENCY = 16
+ROUNDS = 10
 BUDGET = 0.10
-SWEEP = (0.8, 0.9, 0.95, 0.99)
+SWEEP = (0.5, 0.75, 0.9, 0.95, 0.99)
 HEALTH = {"hedging": {"floor": 1, "initial": 100}}
 """`floor: 1`: the default 50 ms floor is meant for LLMs, not for a fake upstream answering in 60 ms;
 `initial: 100`: the warm-up fills the window anyway."""
@@ -47,113 +48,131 @@ def _models(upstream: ScriptedUpstream) -> Any:
     from lucky_litellm import Models
 
     config = {"providers": {"openai": {"apiBase": upstream.base_url}}, "defaults": {"retries": 0}}
-    return Models({**config, "health": HEALTH}, environ={"OPENAI_API_KEY": KEY})
+    return Models({**config, "health": HEALTH, "trackCost": False}, environ={"OPENAI_API_KEY": KEY})
 
 
-async def _load(
-    models: Any, spec: str, requests: int, upstream: ScriptedUpstream | None = None, slow_down_at: int = 0
-) -> tuple[list[float], dict[str, int] | None]:
-    """`requests` calls from CONCURRENCY callers; latencies in ms. With `slow_down_at`, the
-    upstream's latencies double once that many requests have started (its counts then returned)."""
-    from lucky_litellm import routing_of
+class _Setting:
+    """One `hedgeAfter` under test: its own registry (so `auto` learns only from its own calls)
+    and its own pair of upstream models, scripted with the same slow calls as every other pair."""
 
-    times: list[float] = []
-    started = 0
-    at_switch: dict[str, int] | None = None
-    hedges = [0, 0, 0]  # fired, refused, fired by requests started after the slowdown
-    delays: list[float] = []
+    def __init__(self, upstream: ScriptedUpstream, index: int, hedge_after: float | str) -> None:
+        self.hedge_after = hedge_after
+        self.pair = (f"a{index}", f"b{index}")
+        self.models = _models(upstream)
+        race = {
+            "strategy": "race",
+            "providers": [f"openai/{m}" for m in self.pair],
+            "hedgeAfter": hedge_after,
+        }
+        self.models.load_user_config("bench", {"experiments": {"x": race}})
+        self.times: list[float] = []
+        self.delays: list[float] = []
+        self.fired = [0, 0]  # hedges fired by requests of the first half, of the second half
+        self.refused = 0
 
-    async def caller() -> None:
-        nonlocal started, at_switch
-        while started < requests:
-            started += 1
-            late = bool(slow_down_at) and started >= slow_down_at
-            if upstream is not None and started == slow_down_at:
-                at_switch = upstream.scale(2.0)
-            begin = time.perf_counter()
-            routing = routing_of(await models.complete(spec, MESSAGES))
-            times.append((time.perf_counter() - begin) * 1000)
-            hedges[0] += routing.hedges
-            hedges[1] += routing.hedges_refused
-            hedges[2] += routing.hedges if late else 0
-            if routing.hedge_delay_ms is not None:
-                delays.append(routing.hedge_delay_ms)
+    async def load(self, requests: int, *, late: bool = False, record: bool = True) -> None:
+        """`requests` calls from CONCURRENCY callers."""
+        from lucky_litellm import routing_of
 
-    await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
-    _HEDGES[:] = hedges
-    _DELAYS[:] = delays
-    return times, at_switch
+        left = requests
+
+        async def caller() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                begin = time.perf_counter()
+                routing = routing_of(await self.models.complete("user:bench:x", MESSAGES))
+                if record:
+                    self.times.append((time.perf_counter() - begin) * 1000)
+                    self.fired[late] += routing.hedges
+                    self.refused += routing.hedges_refused
+                    if routing.hedge_delay_ms is not None:
+                        self.delays.append(routing.hedge_delay_ms)
+
+        await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
+
+    def result(self, calls: int, *, halves: bool) -> dict[str, Any]:
+        requests = len(self.times)
+        out: dict[str, Any] = {
+            "hedge_after": self.hedge_after,
+            "requests": requests,
+            "p50_ms": round(percentile(self.times, 0.5), 1),
+            "p99_ms": round(percentile(self.times, 0.99), 1),
+            "extra_requests": round(calls / requests - 1, 3),
+            "hedges_fired": sum(self.fired),
+            "hedges_refused": self.refused,
+            "delay_p50_ms": round(percentile(self.delays, 0.5), 1) if self.delays else None,
+        }
+        if halves:  # hedges per request, first and second half
+            out["extra_first_half"] = round(self.fired[0] / (requests / 2), 3)
+            out["extra_second_half"] = round(self.fired[1] / (requests / 2), 3)
+        return out
 
 
-_HEDGES = [0, 0, 0]
-"""Hedges fired and refused by the budget in the last `_load` (from the routing records)."""
-_DELAYS: list[float] = []
-"""The hedge delays the requests of the last `_load` waited (`routing.hedge_delay_ms`)."""
-
-
-def _calls(counts: dict[str, int]) -> int:
-    return sum(counts[m] for m in MODELS)
-
-
-async def _measure(
-    upstream: ScriptedUpstream, hedge_after: float | str, requests: int, *, slow_down: bool = False
-) -> dict[str, Any]:
-    models = _models(upstream)
-    race = {"strategy": "race", "providers": [f"openai/{m}" for m in MODELS], "hedgeAfter": hedge_after}
-    models.load_user_config("bench", {"experiments": {"x": race}})
-    await _load(models, "user:bench:x", 40)  # warm-up: connections, and `auto`'s latency window
-    before = upstream.reset()  # every setting meets the same slow calls, at the normal latency
-    half = requests // 2
-    times, at_switch = await _load(models, "user:bench:x", requests, upstream, half if slow_down else 0)
+async def _side_by_side(
+    upstream: ScriptedUpstream, settings: list[_Setting], requests: int, *, slow_down: bool = False
+) -> list[dict[str, Any]]:
+    """Every setting runs `requests` calls, in ROUNDS interleaved rounds, so a change in the
+    machine's load falls on all of them alike; with `slow_down`, every latency of the upstream
+    doubles after half of the rounds."""
+    for setting in settings:  # warm-up: connections, and `auto`'s latency window
+        await setting.load(40, record=False)
+    before = upstream.reset()  # every pair meets the same slow calls, from the same call index
+    for round_ in range(ROUNDS):
+        late = slow_down and round_ >= ROUNDS // 2
+        if slow_down and round_ == ROUNDS // 2:
+            upstream.scale(2.0)
+        for setting in settings:
+            await setting.load(requests // ROUNDS, late=late)
     await asyncio.sleep(0.05)  # cancelled losers' requests reach the upstream's counters
     after = upstream.counts()
-    calls = _calls(after) - _calls(before)
-    result: dict[str, Any] = {
-        "hedge_after": hedge_after,
-        "requests": requests,
-        "p50_ms": round(percentile(times, 0.5), 1),
-        "p99_ms": round(percentile(times, 0.99), 1),
-        "extra_requests": round(calls / requests - 1, 3),
-        "hedges_fired": _HEDGES[0],
-        "hedges_refused": _HEDGES[1],
-        "delay_p50_ms": round(percentile(_DELAYS, 0.5), 1) if _DELAYS else None,
-    }
-    if at_switch is not None:  # per half: hedges fired by the requests started in it
-        late = requests - half + 1
-        result["extra_first_half"] = round((_HEDGES[0] - _HEDGES[2]) / (requests - late), 3)
-        result["extra_second_half"] = round(_HEDGES[2] / late, 3)
-    return result
+    calls = [sum(after[m] - before[m] for m in setting.pair) for setting in settings]
+    return [setting.result(n, halves=slow_down) for setting, n in zip(settings, calls, strict=True)]
 
 
 async def _fast_path(upstream: ScriptedUpstream, requests: int) -> list[float]:
+    """Latencies of `first` on a model without a tail, under the same concurrency."""
     models = _models(upstream)
-    await _load(models, f"openai/{PLAIN}", 40)
-    times, _ = await _load(models, f"openai/{PLAIN}", requests)
+    times: list[float] = []
+    left = requests + 40
+
+    async def caller() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            begin = time.perf_counter()
+            await models.complete(f"openai/{PLAIN}", MESSAGES)
+            if left < requests:  # the first 40 warm up
+                times.append((time.perf_counter() - begin) * 1000)
+
+    await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
     return times
 
 
 async def _run(quick: bool) -> dict[str, Any]:
     quiet_litellm()
-    requests = 240 if quick else 400
-    script: dict[str, Any] = {
-        model: {"fast_ms": FAST_MS, "slow_ms": SLOW_MS, "share": SLOW_SHARE, "seed": seed}
-        for seed, model in enumerate(MODELS)
-    }
-    script[PLAIN] = {"fast_ms": FAST_MS}
+    requests = 200 if quick else 400
+    pairs = len(SWEEP) + 3  # the sweep and auto, then the slowdown's auto and fixed
+    tail = {"fast_ms": FAST_MS, "slow_ms": SLOW_MS, "share": SLOW_SHARE}
+    script: dict[str, Any] = {PLAIN: {"fast_ms": FAST_MS}}
+    for index in range(pairs):
+        script[f"a{index}"] = {**tail, "seed": 0}
+        script[f"b{index}"] = {**tail, "seed": 1}
     started = time.perf_counter()
     with scripted_upstream(script) as upstream:
         fast = await _fast_path(upstream, requests // 2)
         delays = sorted({round(percentile(fast, q), 1) for q in SWEEP})
-        sweep = [await _measure(upstream, delay, requests) for delay in delays]
-        auto = await _measure(upstream, "auto", requests)
+        values: list[float | str] = [*delays, "auto"]
+        settings = [_Setting(upstream, i, value) for i, value in enumerate(values)]
+        *sweep, auto = await _side_by_side(upstream, settings, requests)
         within = [run for run in sweep if run["extra_requests"] <= BUDGET] or sweep
         best = min(within, key=lambda run: run["p99_ms"])
-        slow_auto = await _measure(upstream, "auto", requests, slow_down=True)
-        slow_fixed = await _measure(upstream, best["hedge_after"], requests, slow_down=True)
+        second = [_Setting(upstream, pairs - 2, "auto"), _Setting(upstream, pairs - 1, best["hedge_after"])]
+        slow_auto, slow_fixed = await _side_by_side(upstream, second, requests, slow_down=True)
     return {
         "concurrency": CONCURRENCY,
         "upstream": {"fast_ms": FAST_MS, "slow_ms": SLOW_MS, "slow_share": SLOW_SHARE},
-        "fast_path_ms": {f"p{q * 100:g}": d for q, d in zip(SWEEP, delays, strict=False)},
+        "fast_path_ms": {f"p{q * 100:g}": round(percentile(fast, q), 1) for q in SWEEP},
         "sweep": sweep,
         "auto": auto,
         "best_fixed": best,
@@ -188,7 +207,7 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
             f"{slow_fixed['extra_requests']:.1%} ({slow_fixed['extra_first_half']:.0%} -> "
             f"{slow_fixed['extra_second_half']:.0%})",
             "rises",
-            slow_fixed["extra_second_half"] > slow_fixed["extra_first_half"],
+            slow_fixed["extra_second_half"] > slow_fixed["extra_first_half"] + 0.01,
         ),
     ]
     for run in result["sweep"]:

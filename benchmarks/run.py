@@ -36,6 +36,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from benchmarks import (
     bench_adaptive_hedging,
     bench_config,
+    bench_guard,
+    bench_health,
     bench_hedging,
     bench_import,
     bench_memory,
@@ -60,6 +62,7 @@ BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "overhead": lambda quick: bench_overhead.run(quick, freeze=FREEZE),
     "hedging": bench_hedging.run,
     "adaptive_hedging": bench_adaptive_hedging.run,
+    "health": bench_health.run,
     "import": bench_import.run,
     "memory": bench_memory.run,
     "tracing": bench_tracing.run,
@@ -67,6 +70,7 @@ BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "state": bench_state.run,
     "config": bench_config.run,
     "middleware": bench_middleware.run,
+    "guard": bench_guard.run,
 }
 
 
@@ -75,6 +79,7 @@ BUDGETS: dict[str, float] = {
     "proxy": 75,
     "hedging": 20,
     "adaptive_hedging": 25,
+    "health": 30,
     "state": 25,
     "memory": 20,
     "tracing": 15,
@@ -82,6 +87,7 @@ BUDGETS: dict[str, float] = {
     "import": 5,
     "config": 2,
     "middleware": 8,
+    "guard": 4,
 }
 """Wall seconds each benchmark may take on a quiet 2-core machine; they add up to the whole run's
 5 minutes, so a benchmark that outgrows its share shows up here before the total does."""
@@ -89,7 +95,7 @@ BUDGETS: dict[str, float] = {
 TOTAL_BUDGET_S = 300.0
 """`make bench` as a whole, on 2 cores."""
 
-NO_LITELLM = frozenset({"import", "config"})
+NO_LITELLM = frozenset({"import", "config", "health"})
 """Benchmarks that never import litellm in this process (no setup import for them alone)."""
 
 WIDE = 160
@@ -136,6 +142,9 @@ def _rows(results: dict[str, Any]) -> list[Row]:
     adaptive = results.get("adaptive_hedging")
     if adaptive:
         rows.extend(bench_adaptive_hedging.rows(adaptive))
+    health = results.get("health")
+    if health:
+        rows.extend(bench_health.rows(health))
     imported = results.get("import")
     if imported:
         ours, theirs = imported["lucky_litellm"], imported["litellm"]
@@ -218,6 +227,9 @@ def _rows(results: dict[str, Any]) -> list[Row]:
             target = bench_middleware.EMPTY_CHAIN_TARGET
             measure = f"empty middleware chain / no chain, {level}"
             rows.append((measure, f"{ratio:.3f}", f">= {target}", ratio >= target))
+    guard = results.get("guard")
+    if guard:
+        rows.extend(bench_guard.rows(guard))
     return rows
 
 
@@ -353,7 +365,12 @@ def main(argv: list[str]) -> int:
     }
     progress = _console(stderr=True)
     load_before = os.getloadavg()[0]
-    run_started = time.perf_counter()
+    if load_before > (os.cpu_count() or 1):
+        progress.print(
+            f"[yellow]busy machine[/]: load average {load_before:.1f} on {os.cpu_count()} cpus; wall times "
+            "and wall-clock ratios will be off (the cpu seconds much less so)"
+        )
+    run_started, run_cpu = time.perf_counter(), _cpu_seconds()
     setup = _setup(selected)
     if setup is not None:
         results["setup_seconds"] = round(setup, 1)
@@ -390,6 +407,7 @@ def main(argv: list[str]) -> int:
             _print_table(own)
     total = time.perf_counter() - run_started
     results["seconds"] = round(total, 1)
+    results["cpu_seconds_total"] = round(_cpu_seconds() - run_cpu, 1)
     results["load_average"] = {"start": round(load_before, 1), "end": round(os.getloadavg()[0], 1)}
     if rows:
         _print_table(rows, title="all benchmarks")
@@ -424,7 +442,10 @@ def _print_times(results: dict[str, Any], selected: list[str], total: float, ful
     console.print(table)
     load = results["load_average"]
     # the budgets are for a quiet 2-core machine: the load average says how quiet it was
-    note = f"load average {load['start']} at start, {load['end']} at end, {os.cpu_count()} cpus"
+    note = (
+        f"cpu {results['cpu_seconds_total']} s in all; load average {load['start']} at start, "
+        f"{load['end']} at end, {os.cpu_count()} cpus"
+    )
     if full:
         met = total <= TOTAL_BUDGET_S
         console.print(

@@ -12,7 +12,8 @@ benchmark never leaves it behind. Per model (all keys optional):
 * `fast_ms`, `slow_ms`, `share`, `seed`: latency `slow_ms` for a `share` of calls, `fast_ms` for the
   rest; which calls are slow is drawn by call index from `random.Random(seed)`, so every run and
   every strategy sees the same pattern;
-* `status`: answer every call with this HTTP status (e.g. 503 for a deployment that is down).
+* `status`: answer every call with this HTTP status (e.g. 503 for a deployment that is down);
+* `hang`: never answer (a deployment that accepts connections and then hangs).
 
 A separate process, because the fake upstream in a thread of the benchmark would compete with the
 client for the GIL and one of the two cores, and that would be measured as client overhead.
@@ -51,6 +52,7 @@ def behavior(spec: Mapping[str, Any]) -> Behavior:
         content="Paris.",
         latency_fn=lambda index: base(index) * SCALE[0],
         status=int(spec.get("status", 200)),
+        hang=bool(spec.get("hang", False)),
     )
 
 

@@ -28,6 +28,7 @@ from .retry import RetryPolicy
 from .routing import Attempt, Routing
 
 if TYPE_CHECKING:
+    from .health import Circuits
     from .plan import Plan
     from .providers import Target
     from .telemetry import AttemptTrace, RequestTrace
@@ -85,6 +86,11 @@ class RequestRun:
     trace: RequestTrace
     retry: RetryPolicy
     stream: bool = False
+    circuits: Circuits | None = None
+    """The registry's circuit breakers: told every attempt's outcome (None: circuits are off)."""
+    probes: dict[str, str] | None = None
+    """Models this request calls although their circuit is not closed (model -> circuit state:
+    half-open for a probe, open when every model was open); made only when there is one."""
     started: float = field(default_factory=time.perf_counter)
     call_budget_s: float | None = field(init=False)
     """Longest one call may take (None: only the deadline bounds it); see `Plan.call_budget_s`."""
@@ -108,10 +114,10 @@ class RequestRun:
         self.routing.attempts.append(attempt)
         return attempt
 
-    def skip(self, model: str, reason: str) -> Attempt:
+    def skip(self, model: str, reason: str, *, circuit_state: str | None = None) -> Attempt:
         attempt = Attempt(model=model, outcome="skipped", error=reason)
         self.routing.attempts.append(attempt)
-        self.trace.skipped(attempt)
+        self.trace.skipped(attempt, circuit_state=circuit_state)
         return attempt
 
     async def attempt(self, target: Target, attempt: Attempt, *, until: float | None = None) -> Any:
@@ -122,6 +128,8 @@ class RequestRun:
         `attempt.outcome` as "pending" on success: the strategy decides won/lost.
         """
         span = self.trace.start_attempt(target, attempt)
+        if self.probes is not None and target.spec in self.probes:
+            span.circuit_state(self.probes[target.spec])
         started = time.perf_counter()
         attempt.started_ms = (started - self.started) * 1000
         end = self.deadline if until is None else min(until, self.deadline)
@@ -134,13 +142,19 @@ class RequestRun:
             attempt.outcome = "cancelled"
             attempt.latency_ms = (time.perf_counter() - started) * 1000
             span.call_done(attempt)
+            if self.circuits is not None:
+                self.circuits.cancelled(target.spec, self)
             raise
         except Exception as exc:
             record_failure(attempt, exc, secrets_of(target, self.kwargs))
             attempt.latency_ms = (time.perf_counter() - started) * 1000
             span.call_done(attempt, error=exc)
+            if self.circuits is not None:
+                self.circuits.failed(target.spec, exc, self)
             raise
         attempt.latency_ms = (time.perf_counter() - started) * 1000
+        if self.circuits is not None:
+            self.circuits.succeeded(target.spec, self)
         if not self.stream:
             span.call_done(attempt, response=result)
         return result

@@ -1,5 +1,5 @@
 """`lucky-litellm`: validate configs, resolve specs, call models, run the offline demo,
-inspect tiers, rollout flags and stats.
+inspect tiers, rollout flags, circuit breakers and stats.
 
 Errors that come from the user's input (a bad file, a bad spec) are printed as one readable
 block and exit with status 1; a traceback means a bug in lucky_litellm.
@@ -755,6 +755,66 @@ def guard_status_command(ctx: click.Context, html_file: str | None, as_json: boo
     if html_file:
         Path(html_file).write_text(render_html(report), encoding="utf-8")
         click.echo(f"wrote {html_file}", err=True)
+
+
+@main.command()
+@click.option(
+    "--state-url",
+    envvar="LUCKY_STATE_URL",
+    help="The shared state store (env LUCKY_STATE_URL; default: rollout.stateUrl of --config).",
+)
+@click.option("--prefix", default="lucky:", show_default=True, help="Key prefix of the shared state.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+def health(ctx: click.Context, state_url: str | None, prefix: str, as_json: bool) -> None:
+    """Each model's circuit across the fleet: closed, open or half-open, failures in a row, the
+    error rate over the window, and how long an open circuit still skips its model."""
+    from .config import ModelsConfig, load_models_config
+    from .health import Policy
+    from .state import state_from_url
+    from .state.health import RedisHealthStore
+
+    with _user_errors():
+        path = ctx.find_root().obj["config"]
+        config = load_models_config(Path(path)) if path else ModelsConfig()
+        url = state_url or config.rollout.state_url
+        state = state_from_url(url, prefix=prefix)
+        try:
+            if state.connection is None:
+                click.secho(
+                    "error: no shared state store (set LUCKY_STATE_URL=redis://... or pass --state-url): "
+                    "circuits then live inside each serving process (see Models.health())",
+                    fg="red",
+                    err=True,
+                )
+                sys.exit(1)
+            circuits = RedisHealthStore(state.connection).read(Policy.from_config(config.health.circuit))
+        finally:
+            state.close()
+    rows = [
+        {
+            "model": c.model,
+            "state": c.state,
+            "in_a_row": c.consecutive,
+            "calls": c.calls,
+            "failures": c.failures,
+            "error_rate": f"{c.failures / c.calls:.0%}" if c.calls else "-",
+            "cooldown_s": f"{c.open_for_s:.1f}" if c.state == "open" else "-",
+            "probe": "in flight" if c.probe_held_s is not None else "-",
+            "opens": c.opens,
+            "last_failure": "-" if c.last_failure_ago_s is None else f"{c.last_failure_ago_s:.1f} s ago",
+            "reason": c.reason or "-",
+        }
+        for c in circuits
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"no model has been called through {state.location} yet")
+        return
+    columns = ["model", "state", "in_a_row", "calls", "failures", "error_rate", "cooldown_s", "probe"]
+    print_table(rows, [*columns, "opens", "last_failure", "reason"], title="circuits")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -259,6 +259,8 @@ def _describe_plan(plan: Any) -> str:
     extras = []
     if plan.hedge_after_s is not None:
         extras.append(f"hedge after {plan.hedge_after_s * 1000:.0f} ms")
+    elif plan.hedging is not None:
+        extras.append(f"hedge at p{plan.hedging.quantile * 100:g}")
     if plan.min_agreement is not None:
         extras.append(f"quorum {plan.min_agreement:.0%}")
     return ", ".join([plan.strategy, *extras])

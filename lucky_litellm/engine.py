@@ -41,6 +41,7 @@ from .strategies import run_strategy
 
 if TYPE_CHECKING:
     from .config import UserConfig
+    from .health import Circuits
     from .plan import Plan
     from .providers import Target
     from .registry import Models
@@ -215,6 +216,7 @@ class Lease:
             trace=self.trace,
             retry=RetryPolicy(plan.retries),
             stream=self.stream,
+            circuits=self.models.circuits,
         )
         for model, reason in plan.skipped:
             run.skip(model, reason)
@@ -325,7 +327,12 @@ class Lease:
         run = self.run
         assert run is not None
         try:
-            result = await until(run_strategy(run, self.targets), self.deadline)
+            circuits = run.circuits
+            if circuits is not None and circuits.unhealthy and self.plan.circuit:
+                strategy = self._run_admitted(run, circuits)  # some circuit is not closed
+            else:
+                strategy = run_strategy(run, self.targets)
+            result = await until(strategy, self.deadline)
         except (TimeoutError, asyncio.TimeoutError):
             raise StrategyTimeoutError(self.plan.spec, self.plan.timeout_s, self.routing.attempts) from None
         except AllModelsFailedError:
@@ -351,6 +358,12 @@ class Lease:
             return attach_routing(stream, self.routing)
         return attach_routing(result, self.routing)
 
+    async def _run_admitted(self, run: RequestRun, circuits: Circuits) -> Any:
+        """The strategy over the plan's models minus those whose circuit is open (or half-open
+        with its probe taken). Only runs while some circuit is not closed."""
+        targets = await circuits.admit(run, self.targets, self.plan.when_all_open or circuits.when_all_open)
+        return await run_strategy(run, targets)
+
     # -- settling --------------------------------------------------------------------------------
 
     @property
@@ -363,6 +376,9 @@ class Lease:
             return
         self._settled = True
         routing = self.routing
+        run = self.run
+        if run is not None and run.probes and run.circuits is not None:
+            run.circuits.release_all(run)
         try:
             if not self.track_cost:
                 for attempt in routing.attempts:

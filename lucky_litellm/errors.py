@@ -17,6 +17,7 @@ from provider problems ("the models failed"), as pydantic-ai does with `UserErro
     ├── ConcurrencyLimitError                 maxConcurrent slots stayed busy until the deadline
     ├── ProviderDisabledError                 a spec names a provider that is switched off
     ├── NoModelsAvailableError                every candidate was disabled or skipped
+    │   └── CircuitOpenError                  ... because every model's circuit is open
     ├── AllModelsFailedError                  every attempt failed; carries each exception
     ├── ConsensusError                        answers came back but no group reached quorum
     ├── StrategyTimeoutError (also TimeoutError)   the experiment deadline expired
@@ -46,6 +47,7 @@ __all__ = [
     "AttemptTimeoutError",
     "BudgetExceededError",
     "BudgetUnavailableError",
+    "CircuitOpenError",
     "ConcurrencyLimitError",
     "ConfigError",
     "ConfigIssue",
@@ -270,6 +272,21 @@ class NoModelsAvailableError(LuckyError):
         self.spec = spec
         self.reasons = list(reasons)
         super().__init__(f"no model available for {spec!r}: " + "; ".join(reasons))
+
+
+class CircuitOpenError(NoModelsAvailableError):
+    """Every model of the plan has an open circuit (`health.circuit.whenAllOpen: fail`): the call
+    fails at once instead of waiting on models known to be down. `retry_in_s` maps each model to
+    the seconds until its circuit lets a probe through (0: a probe is in flight elsewhere)."""
+
+    def __init__(self, spec: str, retry_in_s: dict[str, float], reasons: dict[str, str]) -> None:
+        self.retry_in_s = dict(retry_in_s)
+        self.circuit_reasons = dict(reasons)
+        parts = [
+            f"{model}: circuit open ({reasons.get(model, 'failing')}), retried in {seconds:.1f} s"
+            for model, seconds in retry_in_s.items()
+        ]
+        super().__init__(spec, parts)
 
 
 def _describe_attempts(attempts: Sequence[Attempt]) -> str:

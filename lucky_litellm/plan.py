@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from .config.schema import WhenAllOpen
     from .health import HedgePolicy
     from .providers import Target
 
@@ -42,6 +43,10 @@ class Plan:
     hedging: HedgePolicy | None = field(default=None, compare=False)
     """race: how the hedge delay is chosen and budgeted (``hedgeAfter: auto``, or a fixed delay
     under an explicit budget); None runs a fixed `hedge_after_s` (or no hedging) as always."""
+    circuit: bool = True
+    """Whether open circuits skip models of this plan (an experiment's ``health.circuit.enabled``)."""
+    when_all_open: WhenAllOpen | None = None
+    """The experiment's ``health.circuit.whenAllOpen``; None: the registry's."""
 
     @property
     def models(self) -> list[str]:
@@ -96,4 +101,5 @@ class Plan:
             "tier": self.tier,
             "user_id": self.user_id,
             "skipped": [{"model": model, "reason": reason} for model, reason in self.skipped],
+            "circuit": self.circuit,
         }

@@ -27,7 +27,7 @@ from .errors import (
     UnknownTierError,
     UnknownUserError,
 )
-from .health import HedgeState, hedge_policy
+from .health import Circuits, HedgeState, ModelHealth, hedge_policy
 from .limits import ConcurrencyLimiter
 from .plan import Plan
 from .providers import ProviderDisabledError, ProviderTable, Target
@@ -111,6 +111,9 @@ class Models:
             if "capture_content" in self._config.telemetry.model_fields_set
             else capture_from_env(environ)  # None: os.environ; {} is an empty environment
         )
+        self.state.guard.tracer = self.telemetry._tracer  # guarded-rollout decisions as spans
+        self.circuits: Circuits | None = _circuits(self._config, self.state)
+        """Per-model circuit breakers (``health.circuit``); None when switched off."""
         self.limiter = ConcurrencyLimiter()
         self.hedging = HedgeState()
         """Latency windows and hedge budgets (`hedgeAfter: auto`), kept across reloads."""
@@ -276,6 +279,7 @@ class Models:
                 user_id=spec.user_id,
                 params=dict(experiment.params),
                 skipped=tuple(skipped),
+                **_circuit_overrides(experiment),
             )
         elif spec.kind == "tier":
             assert spec.tier is not None
@@ -501,6 +505,24 @@ class Models:
         """Per model and per user: calls, errors, latency percentiles, tokens, cost, budget use."""
         return self._stats.snapshot(spent=self.state.spent)
 
+    def health(self) -> list[ModelHealth]:
+        """Each model's circuit as this process sees it (fleet-wide with a shared store): state,
+        failures in a row, calls and failures over the window, cooldown left."""
+        return [] if self.circuits is None else self.circuits.health()
+
+
+def _circuits(config: ModelsConfig, state: State) -> Circuits | None:
+    """The registry's circuit breakers, shared through the state store when it is shared."""
+    circuit = config.health.circuit
+    if not circuit.enabled:
+        return None
+    store = None
+    if state.connection is not None:
+        from .state.health import RedisHealthStore
+
+        store = RedisHealthStore(state.connection)
+    return Circuits(circuit, store)
+
 
 def _configured_middleware(config: ModelsConfig) -> tuple[Middleware, ...]:
     """Import the ``middleware:`` entries now: a typo fails when the registry is built."""
@@ -544,6 +566,21 @@ def _tier_of_any_provider(raw: str, config: ModelsConfig, tiers: TierTable) -> s
 
 def _seconds(ms: float | None) -> float | None:
     return None if ms is None else ms / 1000.0
+
+
+def _circuit_overrides(experiment: Any) -> dict[str, Any]:
+    """An experiment's ``health.circuit`` overrides as `Plan` fields (none: the registry's)."""
+    health = experiment.health
+    if health is None:
+        return {}
+    circuit = health.circuit
+    written = circuit.model_fields_set
+    out: dict[str, Any] = {}
+    if "enabled" in written:
+        out["circuit"] = circuit.enabled
+    if "when_all_open" in written:
+        out["when_all_open"] = circuit.when_all_open
+    return out
 
 
 def _fixed_seconds(ms: float | str | None) -> float | None:

@@ -70,11 +70,8 @@ async def race(run: RequestRun, targets: Sequence[Target]) -> Any:
     delay (a hedge), or at once when it failed (a failover, not a hedge). The delay is fixed, or
     with `hedgeAfter: auto` the observed latency quantile of the model in flight (`Plan.hedging`),
     whose budget may refuse a hedge: the request then waits for the models already running.
-
-    The winner's latency goes into its model's window. A hedged model that then lost is recorded
-    at the delay it was given, a lower bound of its latency (it had not answered by then): left
-    out, the window of a heavy-tailed model would hold only its fast answers, and its quantile
-    would hedge about twice as often as it says."""
+    Only the winner's latency goes into its model's window: a cancelled loser's time says only
+    that it had not answered yet."""
     policy = run.plan.hedging
     fixed = run.plan.hedge_after_s
     budget = None if policy is None else policy.budget
@@ -92,7 +89,6 @@ async def race(run: RequestRun, targets: Sequence[Target]) -> Any:
 
     delay: float | None = None
     refused = False
-    overdue: list[tuple[str, float]] | None = None  # (model, delay) of each model hedged in flight
     if fixed is None and policy is None:
         while queue:
             launch()
@@ -112,9 +108,6 @@ async def race(run: RequestRun, targets: Sequence[Target]) -> Any:
                     refused, delay = True, None  # no more hedges for this request
                     continue
                 run.routing.hedges += 1
-                if policy is not None and delay is not None:
-                    overdue = overdue or []
-                    overdue.append((next(reversed(tasks.values())).model, delay))
                 delay = launch()
                 pending = {task for task in tasks if not task.done()}
                 continue
@@ -123,9 +116,6 @@ async def race(run: RequestRun, targets: Sequence[Target]) -> Any:
                     attempt = tasks[task]
                     if policy is not None:
                         policy.observe(attempt.model, attempt.latency_ms)
-                        for model, waited in overdue or ():
-                            if model != attempt.model:  # it lost: it had not answered within `waited`
-                                policy.observe(model, waited * 1000)
                     return _won(run, attempt, task.result())
             if queue:  # a failure does not wait for the hedge delay
                 delay = launch()

@@ -133,3 +133,15 @@ def test_a_result_the_table_cannot_read_fails_that_benchmark_only(
     assert "state: benchmark failed" in out
     assert "result unreadable, KeyError" in out
     assert "[markup]" not in out
+
+
+def test_a_busy_machine_is_called_out_before_the_figures(
+    benches: dict[str, list[bool]], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The budgets are for a quiet machine: a run under others' load says so at the start."""
+    monkeypatch.setattr(run.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    monkeypatch.setattr(run.os, "cpu_count", lambda: 2)
+    run.main(["--only", "fine"])
+    captured = capsys.readouterr()
+    assert captured.err.startswith("busy machine: load average 9.0 on 2 cpus")
+    assert "load average 9.0 at start, 9.0 at end, 2 cpus" in captured.out

@@ -217,9 +217,8 @@ async def test_a_worse_registry_path_is_rolled_back_with_the_kill_switch(state, 
             await rollout.complete(SPEC, MESSAGES, user_id=user, max_retries=0)
 
     await asyncio.gather(*(call(u) for u in legacy_users + registry_users))
-    if state.shared:
-        state.guard.flush()
-        state.guard.evaluate()  # what the syncer does every second
+    state.guard.flush()
+    state.guard.evaluate()  # what the syncer (or, in memory, the next call) does every second
 
     flags = state.flags.read()
     assert flags.enabled is False  # the kill switch: everyone on legacy, test users too
@@ -240,13 +239,34 @@ async def test_a_path_no_worse_advances_stage_by_stage_to_100_percent(state, fak
         assert batch < 40, "the guard did not finish"
         users = [f"u{batch}-{i}" for i in range(60)]
         await asyncio.gather(*(rollout.complete(SPEC, MESSAGES, user_id=u) for u in users))
-        if state.shared:
-            state.guard.flush()
-            state.guard.evaluate()
+        state.guard.flush()
+        state.guard.evaluate()
     events = [e["action"] for e in state.guard.history()]
     assert events == ["start", "advance", "finish"]
     assert state.guard.read().status == "completed"
     assert (state.flags.read().percent, state.flags.read().enabled) == (100, True)
+
+
+async def test_a_decision_is_a_log_line_and_a_span_event_with_its_figures(fake_upstream, caplog):
+    from .test_telemetry import _traced
+
+    traced = _traced()
+    config = upstream_config(fake_upstream, provider="groq")
+    rollout = Rollout(Models(config, environ=dict(PLANTED_KEYS), telemetry=traced.telemetry))
+    start_guard({**QUICK, "stages": [50, 100]}, models=rollout.models)
+    fake_upstream.script(REGISTRY_MODEL, Behavior(status=400))
+    users = users_on(rollout, "legacy", 35) + users_on(rollout, "registry", 35)
+    with caplog.at_level("INFO", logger="lucky_litellm.guard"):
+        for user in users:
+            with contextlib.suppress(Exception):
+                await rollout.complete(SPEC, MESSAGES, user_id=user, max_retries=0)
+        rollout.models.state.guard.evaluate()
+    assert "guarded rollout: rollback at stage 0 (50 %) -> kill switch [error_rate worse]" in caplog.text
+    span = traced.span("lucky.guard.decision")
+    [event] = span.events
+    assert event.name == "lucky.guard.rollback"
+    figures = json.loads(str((event.attributes or {})["lucky.guard.figures"]))
+    assert figures[0]["metric"] == "error_rate" and figures[0]["verdict"] == "worse"
 
 
 def test_each_decision_is_applied_by_exactly_one_of_many_racing_evaluators(redis_server, prefix):

@@ -59,6 +59,9 @@ defaults:
   timeout: 20000
   retries: 0
 middleware: [lucky_litellm.middleware.pii:redact_pii]
+health:
+  circuit:
+    enabled: false  # one proxy serves every test here, each scripting its own outages
 rollout:
   enabled: true
   percent: 0

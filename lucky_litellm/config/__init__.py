@@ -44,7 +44,9 @@ from .schema import (
     MAX_COST_USD,
     MAX_MILLIS,
     STRATEGIES,
+    CircuitConfig,
     ExperimentConfig,
+    HealthConfig,
     Millis,
     ModelResult,
     ModelsConfig,
@@ -60,6 +62,7 @@ from .schema import (
     TierConfig,
     UserConfig,
     UserDefaults,
+    WhenAllOpen,
 )
 
 __all__ = [
@@ -71,9 +74,11 @@ __all__ = [
     "MAX_MILLIS",
     "PROVIDER_PARAMS",
     "STRATEGIES",
+    "CircuitConfig",
     "ConfigSource",
     "ConfigWarning",
     "ExperimentConfig",
+    "HealthConfig",
     "Millis",
     "ModelResult",
     "ModelsConfig",
@@ -89,6 +94,7 @@ __all__ = [
     "TierConfig",
     "UserConfig",
     "UserDefaults",
+    "WhenAllOpen",
     "YamlLimits",
     "load_models_config",
     "load_user_config",

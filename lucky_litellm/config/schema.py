@@ -47,6 +47,7 @@ __all__ = [
     "MAX_COST_USD",
     "MAX_MILLIS",
     "STRATEGIES",
+    "CircuitConfig",
     "ExperimentConfig",
     "HealthConfig",
     "HedgeAfter",
@@ -67,6 +68,7 @@ __all__ = [
     "TierConfig",
     "UserConfig",
     "UserDefaults",
+    "WhenAllOpen",
 ]
 
 Strategy = Literal["first", "race", "fallback", "consensus"]
@@ -232,14 +234,54 @@ class StrictModel(BaseModel):
         return NotImplemented
 
 
+WhenAllOpen = Literal["fail", "tryLeastRecentlyFailed"]
+
+
+class CircuitConfig(StrictModel):
+    """Circuit breakers: a model that keeps failing is skipped for a cooldown, then one probe at a
+    time decides whether it is back. The defaults follow LiteLLM's Router, which also cools a
+    failing deployment down unless told otherwise (there: 5 s after 3 failures a minute)."""
+
+    enabled: bool = True
+    """Skip models whose circuit is open. Off: every model is always called, nothing is counted."""
+    consecutive_failures: Annotated[int, Field(ge=1, le=1000)] = 5
+    """Failures (errors or timeouts) in a row that open the circuit."""
+    error_rate: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = 0.5
+    """Share of failed calls over the sliding `window` that opens the circuit (null: off)."""
+    min_calls: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+    """Calls the window must hold before `errorRate` is judged."""
+    window: Millis = 60000.0
+    """Length of the sliding error-rate window, in milliseconds."""
+    cooldown: Millis = 5000.0
+    """How long an open circuit skips its model before one probe is let through, in milliseconds."""
+    max_retry_after: Millis = 600000.0
+    """A 429 opens the circuit for its Retry-After, at most this long (milliseconds)."""
+    when_all_open: WhenAllOpen = "fail"
+    """Every model of a plan open: ``fail`` fast (`CircuitOpenError`), or
+    ``tryLeastRecentlyFailed`` (call the open model whose last failure is oldest)."""
+
+    @property
+    def window_s(self) -> float:
+        return self.window / 1000.0
+
+    @property
+    def cooldown_s(self) -> float:
+        return self.cooldown / 1000.0
+
+    @property
+    def max_retry_after_s(self) -> float:
+        return self.max_retry_after / 1000.0
+
+
 class HedgeBudgetConfig(StrictModel):
     """gRPC-style retry throttling for hedges: each request adds ``tokenRatio`` of a token, each
     hedge spends one, and no hedge starts while the bucket holds ``maxTokens / 2`` or less."""
 
     token_ratio: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.1
     """Hedges allowed per request in the long run: 0.1 = at most 10 % extra requests."""
-    max_tokens: Annotated[float, Field(ge=2, le=10_000, allow_inf_nan=False)] = 10.0
-    """Size of the bucket; a burst of ``maxTokens / 2`` hedges is allowed on top of the ratio."""
+    max_tokens: Annotated[float, Field(ge=2, le=10_000, allow_inf_nan=False)] = 20.0
+    """Size of the bucket; a burst of ``maxTokens / 2`` hedges is allowed on top of the ratio (at
+    10 the bursts of a busy client, many requests late at once, were refused; see README)."""
 
 
 class HedgingConfig(StrictModel):
@@ -297,6 +339,9 @@ class HealthConfig(StrictModel):
 
     hedging: HedgingConfig = Field(default_factory=HedgingConfig)
     """Adaptive hedging (``hedgeAfter: auto``) and the hedge budget."""
+    circuit: CircuitConfig = Field(default_factory=CircuitConfig)
+    """Circuit breakers: a failing model is skipped for a cooldown (per experiment, only
+    ``enabled`` and ``whenAllOpen`` may be overridden: a model's circuit is shared)."""
 
     def merged(self, override: HealthConfig | None) -> HealthConfig:
         """These settings with an experiment's overrides (only the keys it writes) applied."""
@@ -306,6 +351,9 @@ class HealthConfig(StrictModel):
 
 
 _REGISTRY_WIDE = (("window", "window"), ("min_samples", "minSamples"))
+_CIRCUIT_PER_EXPERIMENT = frozenset({"enabled", "when_all_open"})
+"""The circuit settings an experiment may override; the thresholds belong to the model's circuit,
+which every experiment calling the model shares."""
 
 
 class _StrategyOptions(StrictModel):
@@ -383,6 +431,14 @@ class ExperimentConfig(_StrategyOptions):
                         "{key} is shared by every experiment: set it in models.yaml under health.hedging",
                         {"key": key, "loc_suffix": ("hedging", key)},
                     )
+            for name in sorted(value.circuit.model_fields_set - _CIRCUIT_PER_EXPERIMENT):
+                key = CircuitConfig.model_fields[name].alias or name
+                raise PydanticCustomError(
+                    "lucky_registry_wide",
+                    "{key} belongs to the model's circuit, shared by every experiment: set it in "
+                    "models.yaml under health.circuit (an experiment may set enabled and whenAllOpen)",
+                    {"key": key, "loc_suffix": ("circuit", key)},
+                )
         return value
 
 
@@ -566,7 +622,7 @@ class ModelsConfig(StrictModel):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
-    """Adaptive hedging and its budget (``health.hedging``)."""
+    """Circuit breakers (``health.circuit``), adaptive hedging and its budget (``health.hedging``)."""
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     performance_tracking: Switch = Field(
         default=True,

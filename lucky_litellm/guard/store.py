@@ -71,6 +71,9 @@ REFRESH_S = 0.3
 """How old this process's view of the guard (running or not, which run) may get."""
 EVALUATE_EVERY_S = 1.0
 """How often each serving process reads the current stage's figures and runs the decision."""
+MEMORY_EVALUATE_EVERY_S = 0.25
+"""In one process the evaluation runs after a call (no background thread): at most this often,
+since a decision costs a few hundred µs of CPU."""
 REQUEST_TTL_S = 24 * 3600.0
 """How long a call's request id stays known for `feedback` (Redis: a TTL per id)."""
 MEMORY_REQUESTS_MAX = 100_000
@@ -194,6 +197,9 @@ class GuardStore(ABC):
         self.replica = f"{_hostname()}:{uuid.uuid4().hex[:6]}"
         """How this process signs the decisions it applies (in the history)."""
         self._policies: dict[str, GuardPolicy] = {}
+        self.tracer: Any = None
+        """Where the decision spans go: the registry's telemetry (`Models` sets it), else the
+        global tracer provider."""
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -302,7 +308,7 @@ class GuardStore(ABC):
         }
         if not self._apply(state, action, percent, event):
             return None  # another process applied this decision (or the guard changed)
-        _announce(event, decision)
+        _announce(event, self.tracer)
         with contextlib.suppress(Exception):
             self.read_flags()
             self.refresh()
@@ -417,7 +423,7 @@ def _hostname() -> str:
     return socket.gethostname().split(".")[0][:32] or "host"
 
 
-def _announce(event: Mapping[str, Any], decision: Decision) -> None:
+def _announce(event: Mapping[str, Any], tracer: Any) -> None:
     """The log line and the span event of an applied decision (the history has the figures)."""
     figures = event.get("decision", {}).get("figures") or []
     summary = "; ".join(f"{f.get('metric')} {f.get('verdict')}" for f in figures if isinstance(f, Mapping))
@@ -435,9 +441,10 @@ def _announce(event: Mapping[str, Any], decision: Decision) -> None:
         event["calls"]["registry"],
     )
     try:
-        from opentelemetry import trace
+        if tracer is None:
+            from opentelemetry import trace
 
-        tracer = trace.get_tracer("lucky_litellm")
+            tracer = trace.get_tracer("lucky_litellm")
         with tracer.start_as_current_span("lucky.guard.decision") as span:
             attributes: dict[str, Any] = {
                 "lucky.guard.action": action,
@@ -461,7 +468,7 @@ def _announce(event: Mapping[str, Any], decision: Decision) -> None:
 class MemoryGuardStore(GuardStore):
     """The guard of this process only (no other process contributes or obeys)."""
 
-    def __init__(self, flags: FlagStore, *, evaluate_every_s: float = 0.0) -> None:
+    def __init__(self, flags: FlagStore, *, evaluate_every_s: float = MEMORY_EVALUATE_EVERY_S) -> None:
         super().__init__(flags, evaluate_every_s=evaluate_every_s)
         self._lock = threading.RLock()
         self._state = GuardState()

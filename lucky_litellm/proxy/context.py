@@ -74,6 +74,8 @@ class RequestContext(dict[str, Any]):
         """`time.monotonic()` by which the whole answer, stream body included, must be done."""
         self.credentials: dict[str, Any] = {}
         """Client-side credentials the operator allows (see `hook`); empty otherwise."""
+        self.guard: tuple[Any, float] | None = None
+        """(recorder, start) while a guarded rollout records this request (see `hook`)."""
         self.stream_headers: dict[str, str] = {}
         """The dict handed to the proxy for a stream's headers; filled in once the winner is
         known, which the proxy reads again after the first chunk."""

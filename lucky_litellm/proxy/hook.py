@@ -6,12 +6,14 @@ OpenAI-shaped 400/403/404/429 before anything is called. Then it picks the route
 (`routes.deployment_route`): a one-model request goes to a Router deployment of that model,
 everything else to the ``lucky`` provider (`provider`). After the call it makes the answer say
 who answered (``model``, ``x-lucky-*`` headers), guards streams (`relay.StreamGuard`), and turns
-errors into the statuses and headers of `errors`.
+errors into the statuses and headers of `errors`. While a guarded rollout runs it records each
+request's outcome, latency and cost on its rollout path, whichever route served it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from litellm.integrations.custom_logger import CustomLogger
@@ -90,6 +92,9 @@ class LuckyHook(CustomLogger):
             if not is_mapped(exc):  # a bug, not a bad request: keep the traceback in the proxy's log
                 _log.exception("lucky_litellm hook failed for %r", model)
             raise http_error(exc).as_proxy_exception() from None
+        recorder = models.state.guard.recording  # None unless a guarded rollout runs
+        if recorder is not None:
+            ctx.guard = (recorder, time.perf_counter())
         deployment = deployment_route(ctx, models) if self.settings.deployment_route else None
         if deployment is None:
             ctx["route"] = "engine"
@@ -125,6 +130,8 @@ class LuckyHook(CustomLogger):
             ctx["cost_usd"] = float(cost) if isinstance(cost, int | float) else 0.0
         if ctx.get("winner") and hasattr(response, "model"):
             response.model = ctx["winner"]
+        if ctx.guard is not None:
+            _record(ctx, ok=True)
         return response
 
     async def async_post_call_streaming_iterator_hook(
@@ -135,8 +142,15 @@ class LuckyHook(CustomLogger):
             async for chunk in response:
                 yield chunk
             return
-        async for chunk in StreamGuard(response, ctx):
-            yield chunk
+        try:
+            async for chunk in StreamGuard(response, ctx):
+                yield chunk
+        except Exception as exc:
+            if ctx.guard is not None:
+                _record(ctx, ok=False, error=ctx.error or exc)
+            raise
+        if ctx.guard is not None:
+            _record(ctx, ok=True)  # the whole stream: its cost is known now
 
     async def async_post_call_failure_hook(
         self,
@@ -149,6 +163,8 @@ class LuckyHook(CustomLogger):
         ctx = context_of(request_data.get("metadata"))
         if ctx is None or "spec" not in ctx:
             return None
+        if ctx.guard is not None:
+            _record(ctx, ok=False, error=ctx.error or original_exception)
         error = _answer_for(ctx, original_exception)
         return error.as_exception() if error is not None else None
 
@@ -169,6 +185,29 @@ class LuckyHook(CustomLogger):
             ctx.stream_headers.update(ctx.headers())
             return ctx.stream_headers
         return ctx.headers()
+
+
+def _record(ctx: RequestContext, *, ok: bool, error: BaseException | None = None) -> None:
+    """Count this request for the running guard, once: its path, outcome, latency and cost (a
+    refusal caused by the caller, such as a budget, is not the path's failure)."""
+    from ..guard.recorder import CALLER_ERRORS
+    from ..guard.summary import CallObservation
+
+    guard, ctx.guard = ctx.guard, None
+    if guard is None or isinstance(error, CALLER_ERRORS):
+        return
+    recorder, started = guard
+    cost = ctx.get("cost_usd") if ok else 0.0
+    try:
+        observation = CallObservation(
+            path="legacy" if ctx.legacy else "registry",
+            ok=ok,
+            latency_s=time.perf_counter() - started,
+            cost_usd=float(cost) if isinstance(cost, int | float) and cost >= 0 else 0.0,
+        )
+        recorder.record(observation, str(ctx.get("request_id") or id(ctx)))
+    except Exception:  # recording must never change the answer
+        _log.exception("lucky_litellm could not record a request for the guarded rollout")
 
 
 def _answer_for(ctx: RequestContext, exc: BaseException) -> HttpError | None:

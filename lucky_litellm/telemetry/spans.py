@@ -301,6 +301,12 @@ class AttemptTrace:
         spans created inside the call, e.g. by an httpx instrumentation, nest under the attempt."""
         return _Current(self.span)
 
+    def circuit_state(self, state: str) -> None:
+        """The model is called although its circuit is not closed (a half-open probe, or every
+        model was open): `lucky.circuit.state` on the span. Absent means closed."""
+        if self.span.is_recording():
+            self.span.set_attribute("lucky.circuit.state", state)
+
     def prepare(self, call_kwargs: dict[str, Any]) -> None:
         """Adjust litellm's call kwargs, in place, when litellm's own otel callback is installed:
         its spans go under this one, and it logs no content unless capture is on."""
@@ -482,8 +488,9 @@ class RequestTrace:
         self.attempts.append(attempt_trace)
         return attempt_trace
 
-    def skipped(self, attempt: Attempt) -> None:
-        """A zero-length span for a model that was not called (disabled provider, over maxCost)."""
+    def skipped(self, attempt: Attempt, *, circuit_state: str | None = None) -> None:
+        """A zero-length span for a model that was not called (disabled provider, over maxCost,
+        open circuit: then `lucky.circuit.state` says open or half-open)."""
         provider, _, model = attempt.model.partition("/")
         request_model = model or attempt.model
         attributes: dict[str, Any] = {
@@ -496,6 +503,8 @@ class RequestTrace:
         }
         if attempt.error:
             attributes["lucky.skip.reason"] = redact(attempt.error)
+        if circuit_state is not None:
+            attributes["lucky.circuit.state"] = circuit_state
         span = self.telemetry._tracer.start_span(
             f"{sc.CHAT} {request_model}", context=self.context, kind=SpanKind.CLIENT, attributes=attributes
         )
