@@ -271,6 +271,8 @@ def test_bad_health_config_is_refused_with_file_and_line(tmp_path):
 
 
 async def test_skipped_attempts_and_probes_carry_the_circuit_state_on_their_spans(fake_upstream):
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -280,9 +282,12 @@ async def test_skipped_attempts_and_probes_carry_the_circuit_state_on_their_span
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
     fake_upstream.script(DEAD_NAME, Behavior(status=503))
     models = health_models(fake_upstream, circuit={"cooldown": 100}, telemetry={"captureContent": False})
-    models.telemetry = Telemetry(tracer_provider=provider)
+    models.telemetry = Telemetry(
+        tracer_provider=provider, meter_provider=MeterProvider(metric_readers=[reader])
+    )
     await fail_times(models, "one", 3)
     exporter.clear()
 
@@ -292,6 +297,18 @@ async def test_skipped_attempts_and_probes_carry_the_circuit_state_on_their_span
     attributes = dict(skipped[0].attributes or {})
     assert attributes["lucky.circuit.state"] == "open"
     assert str(attributes["lucky.skip.reason"]).startswith("circuit open")
+    data = reader.get_metrics_data()
+    assert data is not None
+    [skips] = [
+        point
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "lucky.circuit.skips"
+        for point in metric.data.data_points
+    ]
+    assert skips.value == 1
+    assert dict(skips.attributes or {}) == {"lucky.model": DEAD, "lucky.circuit.state": "open"}
 
     await asyncio.sleep(0.12)
     exporter.clear()

@@ -84,13 +84,16 @@ async def _open_circuit(models: Models) -> None:
 
 WATCHER = textwrap.dedent(
     """
-    import json, os, sys, time
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    from lucky_litellm import Models
+    import json, sys, time
+    from lucky_litellm.config import validate_models_config
+    from lucky_litellm.health import Circuits
     from lucky_litellm.state import state_from_url
-    url, prefix, config, keys, model = sys.argv[1:6]
-    models = Models(json.loads(config), state=state_from_url(url, prefix=prefix), environ=json.loads(keys))
-    circuits = models.circuits
+    from lucky_litellm.state.health import RedisHealthStore
+    url, prefix, config, model = sys.argv[1:5]
+    # what `Models` builds from the config, without litellm: this process only watches
+    state = state_from_url(url, prefix=prefix)
+    settings = validate_models_config(json.loads(config)).health.circuit
+    circuits = Circuits(settings, RedisHealthStore(state.connection))
     assert circuits.state_of(model) == "closed"
     time.sleep(0.3)  # a few syncer ticks: reading the fleet's circuits works
     print("ready", circuits.state_of(model), flush=True)
@@ -108,13 +111,7 @@ async def test_a_circuit_opened_in_one_process_is_seen_by_another_within_a_secon
     fake_upstream.script(DEAD_NAME, Behavior(status=503))
     models = replica()
     await models.warm_up()  # litellm loaded: the circuit opens as soon as the calls are made
-    args = [
-        redis_server.url,
-        prefix,
-        json.dumps(fleet_config(fake_upstream, 30000)),
-        json.dumps(PLANTED_KEYS),
-        DEAD,
-    ]
+    args = [redis_server.url, prefix, json.dumps(fleet_config(fake_upstream, 30000)), DEAD]
     child = subprocess.Popen([sys.executable, "-c", WATCHER, *args], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
@@ -222,3 +219,39 @@ def test_lucky_litellm_health_without_a_shared_store_says_so(monkeypatch):
     result = CliRunner().invoke(main, ["health"])
     assert result.exit_code == 1
     assert "no shared state store" in result.output
+
+
+async def test_circuits_keep_working_in_each_process_while_redis_is_down(fake_upstream, prefix):
+    fake_upstream.script(DEAD_NAME, Behavior(status=503))
+    with RedisServer() as server:
+        state = state_from_url(server.url, prefix=prefix)
+        models = Models(fleet_config(fake_upstream, 200), state=state, environ=dict(PLANTED_KEYS))
+        try:
+            await models.complete("user:u:fb", MESSAGES)  # Redis known, then it goes away
+            server.stop()
+            for _ in range(2):
+                await models.complete("user:u:fb", MESSAGES)
+            assert models.circuits is not None and models.circuits.state_of(DEAD) == "open"
+            response = await models.complete("user:u:fb", MESSAGES)
+            assert routing_of(response).attempts[0].outcome == "skipped"
+
+            await asyncio.sleep(0.25)  # half-open: the probe slot is this process's alone now
+            fake_upstream.script(DEAD_NAME, Behavior(content="back"))
+            response = await models.complete("user:u:fb", MESSAGES)
+            assert routing_of(response).winner == DEAD
+            assert models.circuits.state_of(DEAD) == "closed"
+
+            server.restart()  # what was counted meanwhile reaches the fleet
+            store = models.circuits.store
+            assert store is not None
+
+            def landed() -> bool:
+                try:
+                    circuits = {c.model: c for c in store.read(models.circuits.policy)}
+                except Exception:
+                    return False
+                return DEAD in circuits and circuits[DEAD].calls >= 3
+
+            await asyncio.to_thread(_until, landed, 10.0)
+        finally:
+            state.close()

@@ -183,6 +183,11 @@ class Telemetry:
             unit="{hedge}",
             description="Hedges of a race: started (fired) or refused by the hedge budget",
         )
+        self._circuit_skips = meter.create_counter(
+            "lucky.circuit.skips",
+            unit="{attempt}",
+            description="Attempts skipped because the model's circuit was open or half-open",
+        )
 
     def start_request(
         self,
@@ -505,6 +510,9 @@ class RequestTrace:
             attributes["lucky.skip.reason"] = redact(attempt.error)
         if circuit_state is not None:
             attributes["lucky.circuit.state"] = circuit_state
+            self.telemetry._circuit_skips.add(
+                1, {"lucky.model": attempt.model, "lucky.circuit.state": circuit_state}
+            )
         span = self.telemetry._tracer.start_span(
             f"{sc.CHAT} {request_model}", context=self.context, kind=SpanKind.CLIENT, attributes=attributes
         )
