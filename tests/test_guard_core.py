@@ -181,6 +181,23 @@ def test_policy_reads_camel_case_and_stage_mappings() -> None:
     assert [policy.stage_min_seconds(i) for i in range(3)] == [10, 60, 10]
     assert list(policy.metrics) == ["error_rate", "p95_latency", "feedback.thumbs_up"]
     assert policy.metric_alpha == pytest.approx(0.05 / 3)
+    # the rollback side is split over metrics and the stages that compare (not a 100 % one)
+    assert policy.compared_stages == 2
+    assert policy.rollback_alpha == pytest.approx(0.05 / 6)
+
+
+def test_the_rollback_margin_is_a_fraction_of_each_threshold() -> None:
+    assert GuardPolicy().rollback_margin == 0
+    policy = validate_guard_policy({"rollbackMargin": 0.5, "metrics": {"error_rate": "+1pp", "cost": "+10%"}})
+    assert policy.rollback_limit(policy.metrics["error_rate"]) == pytest.approx(0.005)
+    assert policy.rollback_limit(policy.metrics["cost"]) == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "half", float("nan")])
+def test_a_bad_rollback_margin_is_an_error_naming_the_field(bad: object) -> None:
+    with pytest.raises(ConfigError) as caught:
+        validate_guard_policy({"rollbackMargin": bad})
+    assert {issue.path for issue in caught.value.issues} == {"rollbackMargin"}
 
 
 def test_policy_errors_name_each_field() -> None:
@@ -250,6 +267,23 @@ def test_a_clearly_worse_error_rate_rolls_back_even_before_the_stage_minimums() 
     assert worse.metric == "error_rate" and worse.ci_low is not None and worse.ci_low > 0.01
 
 
+def test_a_small_regression_shown_beyond_doubt_rolls_back_though_within_its_threshold() -> None:
+    # +0.5pp on error rate, on 100,000 calls a path: shown within +1pp AND shown worse than legacy
+    legacy, registry = PathSummary(), PathSummary()
+    legacy.calls, legacy.errors = 100_000, 1_000
+    registry.calls, registry.errors = 100_000, 1_500
+    one_metric = {"metrics": {"error_rate": "+1pp"}, "minSeconds": 0}
+    decision = decide(validate_guard_policy(one_metric), 1, legacy, registry, stage_elapsed_s=1)
+    (figure,) = decision.figures
+    assert decision.action == "rollback"  # rollback wins over "not worse than the threshold"
+    assert figure.verdict == "worse" and figure.rollback_limit == 0
+    assert figure.ci_low is not None and figure.ci_high is not None
+    assert figure.ci_low > 0 and figure.ci_high < figure.threshold
+    # one margin (rollbackMargin 1): within the threshold, so it advances
+    lenient = validate_guard_policy({**one_metric, "rollbackMargin": 1})
+    assert decide(lenient, 1, legacy, registry, stage_elapsed_s=1).action == "advance"
+
+
 def test_a_slower_registry_is_shown_worse_on_p95() -> None:
     legacy, registry = PathSummary(), PathSummary()
     _fill(legacy, "legacy", 5_000, 0.0, 1)
@@ -301,3 +335,15 @@ def test_decisions_survive_a_json_round_trip() -> None:
     decision = decide(GuardPolicy(), 0, legacy, registry, stage_elapsed_s=5)
     text = json.dumps(decision.to_dict(), allow_nan=False)
     assert Decision.from_dict(json.loads(text)) == decision
+
+
+def test_a_decision_recorded_before_the_rollback_limit_still_loads() -> None:
+    legacy, registry = PathSummary(), PathSummary()
+    _fill(legacy, "legacy", 3_000, 0.01, 1)
+    _fill(registry, "registry", 100, 0.01, 2)
+    old = decide(GuardPolicy(), 0, legacy, registry, stage_elapsed_s=5).to_dict()
+    for figure in old["figures"]:
+        del figure["rollback_limit"]
+    loaded = Decision.from_dict(old)
+    assert [f.rollback_limit for f in loaded.figures] == [None, None, None]
+    assert [f.metric for f in loaded.figures] == ["error_rate", "p95_latency", "cost"]

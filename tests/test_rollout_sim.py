@@ -38,37 +38,45 @@ def test_a_registry_no_worse_than_legacy_reaches_100_percent_in_90_percent_of_ru
     )
 
 
-def test_a_registry_two_points_worse_on_error_rate_is_rolled_back_in_95_percent_of_runs() -> None:
-    # 1 % → 3 % errors against the default +1pp threshold, from the 25 % stage, checked every 1,000 calls
+def test_a_registry_two_points_worse_on_error_rate_is_rolled_back_within_2000_registry_calls() -> None:
+    """The issue's figure, from the most demanding stage (1 %, the default policy's first).
+
+    "Calls" are calls on the registry path, the users exposed to the regression: at the 1 % stage
+    2,000 calls in total are ~20 on the registry path, from which no test can tell 1 % from 3 %.
+    The default rollback margin (0: roll back on any regression shown) decides on the whole 2
+    points; with one margin (`rollbackMargin: 1`, shown beyond +1pp) the same runs need a median
+    ~4,400 and a p95 ~8,300 registry calls (README, "How the decision is made")."""
     scenario = RolloutScenario(
         legacy=LEGACY,
         registry=dataclasses.replace(LEGACY, error_rate=0.03),
-        check_every=1_000,
-        start_stage=2,
-        max_calls=60_000,
+        check_every=2_000,  # ~20 registry calls between two checks at 1 %: counted at the check
+        start_stage=0,
+        max_calls=1_000_000,
     )
     runs = simulate_many(scenario, SEEDS)
-    assert runs.rolled_back >= 0.95, runs.rolled_back
+    exposed = [r.registry_calls_until_rollback for r in runs.results]
+    within = [n for n in exposed if n is not None and n < 2_000]
+    assert len(within) >= 0.95 * SEEDS, (len(within), sorted(n or 0 for n in exposed)[SEEDS // 2])
     rolled = [r for r in runs.results if r.rolled_back]
     assert all(r.final_percent == 0 and r.last is not None for r in rolled)
     assert all(
         {f.metric for f in r.last.figures if f.verdict == "worse"} == {"error_rate"} for r in rolled if r.last
     )
-    # served by the regressed path before the kill switch: ~3,700 calls typically (see README)
-    assert _percentile([r.registry_calls_until_rollback or 0 for r in rolled], 0.95) <= 10_000
 
 
 def test_an_a_a_run_decided_after_every_call_rolls_back_in_at_most_5_percent_of_runs() -> None:
-    # 200 seeds side by side, each decided after every one of 1,000 calls at the 50 % stage
+    # 200 seeds side by side, each decided after every one of 1,000 calls at the 50 % stage; with
+    # the default rollback margin 0, identical paths sit exactly on the rollback boundary
     scenario = RolloutScenario(legacy=LEGACY, registry=LEGACY, start_stage=3, max_calls=1_000)
     runs = simulate_every_call(scenario, SEEDS)
     assert runs.rolled_back <= 0.05, runs.rolled_back
 
 
 def test_at_the_threshold_itself_runs_decided_after_every_call_go_wrong_at_most_alpha_of_the_time() -> None:
-    # registry exactly +1pp worse: the boundary, where a fixed-sample test looked at after every
-    # call would roll back (or advance) far more often than its alpha
-    policy = validate_guard_policy({"metrics": {"error_rate": "+1pp"}, "minSeconds": 0})
+    # registry exactly +1pp worse under one margin (rollbackMargin 1): the boundary of both the
+    # rollback and the advance, where a fixed-sample test looked at after every call would roll
+    # back (or advance) far more often than its alpha
+    policy = validate_guard_policy({"metrics": {"error_rate": "+1pp"}, "minSeconds": 0, "rollbackMargin": 1})
     scenario = RolloutScenario(
         legacy=dataclasses.replace(LEGACY, error_rate=0.02),
         registry=dataclasses.replace(LEGACY, error_rate=0.03),
@@ -81,14 +89,16 @@ def test_at_the_threshold_itself_runs_decided_after_every_call_go_wrong_at_most_
     assert runs.advanced <= policy.alpha, runs.advanced
 
 
-def test_the_lockstep_simulation_decides_exactly_as_decide_after_every_call() -> None:
-    # a slower registry, so that rollbacks happen within the horizon: replay the recorded calls
-    # through PathSummary and the real `decide` after each one
+@pytest.mark.parametrize("margin", [0.0, 0.5])
+def test_the_lockstep_simulation_decides_exactly_as_decide_after_every_call(margin: float) -> None:
+    # a slower, slightly costlier registry, so that rollbacks happen within the horizon: replay
+    # the recorded calls through PathSummary and the real `decide` after each one
     scenario = RolloutScenario(
         legacy=LEGACY,
-        registry=dataclasses.replace(LEGACY, latency_median_s=1.5, error_rate=0.02),
+        registry=dataclasses.replace(LEGACY, latency_median_s=1.3, error_rate=0.02, cost_usd=0.0021),
+        policy=validate_guard_policy({"rollbackMargin": margin, "minSeconds": 5, "minCalls": 100}),
         start_stage=3,
-        max_calls=2_000,
+        max_calls=1_500,
     )
     runs = simulate_every_call(scenario, 6, record=3)
     replayed = [_replay(scenario, calls) for calls in runs.recorded]

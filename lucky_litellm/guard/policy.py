@@ -7,7 +7,8 @@ In ``models.yaml`` (camelCase keys, as the rest of the config)::
         stages: [1, 5, 25, 50, 100]        # % of users on the registry path, in order
         minCalls: 200                      # per path, before a stage may advance
         minSeconds: 300                    # wall time a stage is held at least
-        alpha: 0.05                        # chance of a wrong rollback (or advance) per stage
+        alpha: 0.05                        # wrong rollback: whole rollout; wrong advance: a stage
+        rollbackMargin: 0                  # roll back when shown worse by more than this x threshold
         metrics:
           error_rate: +1pp                 # percentage points
           p95_latency: +20%                # relative to legacy
@@ -26,6 +27,14 @@ A stage may also be a mapping with its own minimums: ``- {percent: 25, minCalls:
 worse: ``feedback.thumbs_up: -0.05`` means *lower is worse* and the registry may score up to
 0.05 lower; ``feedback.regenerations: +0.1`` means *higher is worse*. A feedback threshold
 without a sign is an error, and so is a zero threshold (nothing could ever be shown not worse).
+
+**Two margins.** A stage *advances* when every metric is shown not worse than its threshold
+(non-inferiority, margin = the threshold), but is *rolled back* as soon as one is shown worse than
+legacy by more than ``rollbackMargin`` x its threshold: by default 0, i.e. shown worse at all (a
+superiority test for a regression). One margin for both would make the kill switch wait for
+evidence beyond the threshold: a registry 2 points worse against +1pp would serve thousands of calls
+first. ``rollbackMargin: 1`` is that stricter-to-roll-back rule (a regression within the threshold
+is then tolerated and held, not rolled back).
 
 ``metrics`` replaces the default set ``{error_rate: +1pp, p95_latency: +20%, cost: +10%}`` as a
 whole, so a metric can be dropped by leaving it out.
@@ -245,9 +254,13 @@ class GuardPolicy(_GuardModel):
     min_seconds: Seconds = 300.0
     """Seconds a stage is held at least before it may advance (rollback does not wait)."""
     alpha: Annotated[float, Field(gt=0, lt=0.5, allow_inf_nan=False)] = 0.05
-    """Chance of a wrong rollback of a registry that is within every threshold, and separately of
-    a wrong advance of one beyond a threshold, per stage, however often the decision is taken.
-    Shared by the metrics (each gets alpha / number of metrics)."""
+    """Chance of a wrong rollback over the WHOLE rollout (of a registry no worse than legacy by more
+    than the rollback margin: split over metrics and compared stages, see `rollback_alpha`), and of
+    a wrong advance per stage (of one beyond a threshold: split over metrics, `metric_alpha`),
+    however often the decision is taken."""
+    rollback_margin: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
+    """Roll back when a metric is shown worse than legacy by more than this fraction of its
+    threshold: 0 (default) = shown worse at all; 1 = shown worse than the threshold itself."""
     metrics: Metrics = Field(default_factory=lambda: _default_metrics())
     """Metric → threshold; replaces the default set as a whole."""
 
@@ -297,8 +310,25 @@ class GuardPolicy(_GuardModel):
 
     @property
     def metric_alpha(self) -> float:
-        """The error budget of each metric (Bonferroni: alpha / number of metrics)."""
+        """The advance-side error budget of each metric in a stage (alpha / number of metrics)."""
         return self.alpha / len(self.metrics)
+
+    @property
+    def compared_stages(self) -> int:
+        """Stages where the paths can be compared: all but a 100 % one (nobody left on legacy)."""
+        return max(1, sum(1 for stage in self.stages if stage.percent < 100))
+
+    @property
+    def rollback_alpha(self) -> float:
+        """The rollback-side error budget of each metric in a stage: alpha / (metrics x compared
+        stages), so an A/A rollout is wrongly rolled back with probability at most alpha over all
+        its stages, metrics and looks (each stage's data is fresh: a union bound)."""
+        return self.alpha / (len(self.metrics) * self.compared_stages)
+
+    def rollback_limit(self, threshold: Threshold) -> float:
+        """The difference (in the threshold's terms, signed like it) beyond which a metric shown
+        worse is rolled back: ``rollbackMargin x threshold``."""
+        return self.rollback_margin * threshold.amount
 
 
 def validate_guard_policy(

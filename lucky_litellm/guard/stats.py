@@ -16,10 +16,12 @@ set to the effect size we care about (the threshold):
 
     distance(V) = sqrt( 2 V (V + tau^2) / tau^2 * log( sqrt((V + tau^2) / V) / (2 alpha) + 1 ) ).
 
-The lower bound decides "worse" (a wrong rollback has probability at most alpha), the upper bound
-"not worse" (a wrong advance, likewise); together they form a 1 - 2 alpha interval. A mean's bound
-is the tighter of two sequences (tau = threshold and 8 x threshold, alpha / 2 each), so a gross
-regression is caught early and a marginal one still efficiently.
+The bound on the regression side decides "worse" against the rollback limit (a wrong rollback has
+probability at most its alpha), the other bound "not worse" against the threshold (a wrong advance,
+likewise); the guard gives the two sides different budgets and mixing scales (`decide`). A mean's
+bound is the tighter of two sequences (tau = threshold and 8 x threshold on the advance side, 2 x
+and 16 x on the rollback side; alpha / 2 each), so a gross regression is caught early and a
+marginal one still efficiently.
 
 It was chosen over an mSPRT because it yields an *interval*, which is what the guard needs: one
 comparison against the threshold in each direction gives "worse", "not worse" or "undecided"
@@ -49,6 +51,8 @@ from .summary import Moments, PathSummary, latency_bucket_bounds
 __all__ = [
     "MIN_SAMPLES",
     "P95_TAU",
+    "ROLLBACK_TAU_MULTIPLIERS",
+    "TAU_MULTIPLIERS",
     "Interval",
     "mean_difference",
     "normal_mixture_halfwidth",
@@ -63,6 +67,12 @@ TAU_MULTIPLIERS = (1.0, 8.0)
 """A mean's bound is the tighter of two normal-mixture sequences, tuned to the threshold and to
 8x it (each at alpha / 2): one tuned to the threshold alone would take long to show a gross
 regression (its width shrinks slowly while the variance is far above tau^2)."""
+ROLLBACK_TAU_MULTIPLIERS = (2.0, 16.0)
+"""The same for the bound that rolls back, tuned to its own test: with the default rollback limit
+of 0 it must show the WHOLE regression (typically a threshold's size or more, e.g. 2 points
+against +1pp), not the part beyond the threshold, so its mixing scales are twice the advance
+side's. Measured against (1, 8): a +2pp error regression at the 1 % stage is shown in a median
+~1,100 instead of ~1,180 registry calls, a gross one (1 % -> 20 %) no later."""
 
 
 def normal_mixture_halfwidth(variance: float, tau2: float, alpha: float) -> float:
@@ -98,10 +108,12 @@ def _variance(moments: Moments, *, bernoulli: bool) -> float:
     return variance if variance is not None else math.inf
 
 
-def tuned_halfwidth(variance: float, tau: float, alpha: float) -> float:
-    """The tightest of the `TAU_MULTIPLIERS` one-sided bounds (a union bound: each at alpha / k)."""
-    share = alpha / len(TAU_MULTIPLIERS)
-    return min(normal_mixture_halfwidth(variance, (k * tau) ** 2, share) for k in TAU_MULTIPLIERS)
+def tuned_halfwidth(
+    variance: float, tau: float, alpha: float, multipliers: tuple[float, ...] = TAU_MULTIPLIERS
+) -> float:
+    """The tightest of the `multipliers` one-sided bounds (a union bound: each at alpha / k)."""
+    share = alpha / len(multipliers)
+    return min(normal_mixture_halfwidth(variance, (k * tau) ** 2, share) for k in multipliers)
 
 
 def mean_difference(
@@ -112,33 +124,39 @@ def mean_difference(
     relative: float | None = None,
     tau: float,
     bernoulli: bool = False,
+    multipliers: tuple[float, ...] = TAU_MULTIPLIERS,
 ) -> Interval | None:
     """Interval for registry's mean minus legacy's, or None before `MIN_SAMPLES` on each path.
 
     With `relative` = t, the test is on ``m_R - (1 + t) m_L`` (so "registry at most t% above
     legacy" is a linear question with zeros allowed), and the interval is reported in relative
     terms, ``m_R / m_L - 1``: ``t + (m_R - (1 + t) m_L) / m_L``. `tau` is the mixing scale in the
-    tested quantity's unit (the threshold's size)."""
+    tested quantity's unit (the threshold's size), `multipliers` the mixing scales tried (in units of
+    `tau`; see `tuned_halfwidth`)."""
     if legacy.n < MIN_SAMPLES or registry.n < MIN_SAMPLES:
         return None
     m_l, m_r = legacy.total / legacy.n, registry.total / registry.n
     v_l, v_r = _variance(legacy, bernoulli=bernoulli), _variance(registry, bernoulli=bernoulli)
     if relative is None:
         variance = v_r / registry.n + v_l / legacy.n
-        width = tuned_halfwidth(variance, tau, alpha)
+        width = tuned_halfwidth(variance, tau, alpha, multipliers)
         diff = m_r - m_l
         return Interval(diff, diff - width, diff + width)
     if m_l <= 0:
         return None  # a ratio to nothing: no relative statement can be made
     scale = 1 + relative
     variance = v_r / registry.n + scale * scale * v_l / legacy.n
-    width = tuned_halfwidth(variance, tau, alpha)
+    width = tuned_halfwidth(variance, tau, alpha, multipliers)
     tested = m_r - scale * m_l
     return Interval(m_r / m_l - 1, relative + (tested - width) / m_l, relative + (tested + width) / m_l)
 
 
-def quantile_bounds(summary: PathSummary, q: float, alpha: float) -> tuple[float, float, float] | None:
-    """(estimate, low, high) of the `q` latency quantile of `summary`, valid at all times at `alpha`.
+def quantile_bounds(
+    summary: PathSummary, q: float, alpha: float, high_alpha: float | None = None
+) -> tuple[float, float, float] | None:
+    """(estimate, low, high) of the `q` latency quantile of `summary`, valid at all times: `low` at
+    `alpha`, `high` at `high_alpha` (default `alpha`; the guard spends a different budget on the
+    side that rolls back).
 
     None before `MIN_SAMPLES` latencies. `high` is infinite while too few calls lie above the
     quantile for any upper bound."""
@@ -148,10 +166,14 @@ def quantile_bounds(summary: PathSummary, q: float, alpha: float) -> tuple[float
     total = cumulative[-1] if cumulative else 0
     if total < MIN_SAMPLES:
         return None
-    width = normal_mixture_halfwidth(q * (1 - q) / total, P95_TAU * P95_TAU, alpha)
+    variance = q * (1 - q) / total
+    width = normal_mixture_halfwidth(variance, P95_TAU * P95_TAU, alpha)
+    width_high = (
+        width if high_alpha is None else normal_mixture_halfwidth(variance, P95_TAU * P95_TAU, high_alpha)
+    )
     rank_mid = max(1, math.ceil(q * total))
     rank_low = math.floor(total * (q - width))
-    rank_high = math.ceil(total * (q + width)) + 1
+    rank_high = math.ceil(total * (q + width_high)) + 1
 
     def bucket(rank: int) -> tuple[float, float]:
         return latency_bucket_bounds(indexes[bisect.bisect_left(cumulative, rank)])

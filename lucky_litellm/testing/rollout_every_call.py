@@ -4,7 +4,9 @@
 microseconds a call in Python: fine for one rehearsal, too slow for hundreds of seeds over
 thousands of calls. `simulate_every_call` runs all seeds side by side instead: call t of every
 seed is drawn at once, each seed's counters are numpy arrays, and the decision of every seed after
-every call is computed with the same formulas as `decide` (`guard.stats`), vectorised. One stage
+every call is computed with the same formulas as `decide` (`guard.stats`), vectorised: both
+margins (the rollback side of each interval at the policy's rollback alpha against its rollback
+limit, the advance side at its metric alpha against the threshold), rollback winning. One stage
 is simulated (`scenario.start_stage`): each seed ends at its first advance or rollback, or after
 `scenario.max_calls` calls.
 
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..guard.policy import Threshold
-from ..guard.stats import MIN_SAMPLES, P95_TAU, TAU_MULTIPLIERS
+from ..guard.stats import MIN_SAMPLES, P95_TAU, ROLLBACK_TAU_MULTIPLIERS, TAU_MULTIPLIERS
 from ..guard.summary import LATENCY_BUCKETS, latency_bucket_bounds
 from .rollout_sim import COST_LEVELS, RolloutScenario, _numpy, _population, _registry_share, _tables_for
 
@@ -71,16 +73,26 @@ def _halfwidth(np: Any, variance: Any, tau2: Any, alpha: float) -> Any:
     return np.where(variance > 0, width, 0.0)
 
 
-def _tuned(np: Any, variance: Any, tau: Any, alpha: float) -> Any:
-    share = alpha / len(TAU_MULTIPLIERS)
-    widths = [_halfwidth(np, variance, (k * tau) ** 2, share) for k in TAU_MULTIPLIERS]
+def _tuned(np: Any, variance: Any, tau: Any, alpha: float, multipliers: tuple[float, ...]) -> Any:
+    share = alpha / len(multipliers)
+    widths = [_halfwidth(np, variance, (k * tau) ** 2, share) for k in multipliers]
     return np.minimum.reduce(widths)
 
 
 def _mean_bounds(
-    np: Any, threshold: Threshold, n: Any, total: Any, total_sq: Any, alpha: float, bernoulli: bool
+    np: Any,
+    threshold: Threshold,
+    n: Any,
+    total: Any,
+    total_sq: Any,
+    alpha: float,
+    bernoulli: bool,
+    rollback_alpha: float,
+    rollback_limit: float,
 ) -> tuple[Any, Any, Any]:
-    """(valid, low, high) per seed, as `stats.mean_difference` (index 0 = legacy, 1 = registry)."""
+    """(valid, low, high) per seed, as `decide.figure_for` from `stats.mean_difference` (index 0 =
+    legacy, 1 = registry): the bound on the regression side tests the rollback limit at
+    `rollback_alpha`, the other the threshold at `alpha`."""
     n_l, n_r = n
     valid = (n_l >= MIN_SAMPLES) & (n_r >= MIN_SAMPLES)
     safe_l, safe_r = np.maximum(n_l, 1), np.maximum(n_r, 1)
@@ -91,28 +103,42 @@ def _mean_bounds(
     else:
         v_l = np.maximum(0.0, (total_sq[0] - total[0] ** 2 / safe_l) / np.maximum(n_l - 1, 1))
         v_r = np.maximum(0.0, (total_sq[1] - total[1] ** 2 / safe_r) / np.maximum(n_r - 1, 1))
+    worse_side = (rollback_alpha, ROLLBACK_TAU_MULTIPLIERS)
+    other_side = (alpha, TAU_MULTIPLIERS)
+    low_side, high_side = (worse_side, other_side) if threshold.higher_is_worse else (other_side, worse_side)
     if not threshold.relative:
-        width = _tuned(np, v_r / safe_r + v_l / safe_l, np.full_like(m_l, threshold.margin), alpha)
+        variance = v_r / safe_r + v_l / safe_l
+        tau = np.full_like(m_l, threshold.margin)
         diff = m_r - m_l
-        return valid, diff - width, diff + width
+        return (
+            valid,
+            diff - _tuned(np, variance, tau, *low_side),
+            diff + _tuned(np, variance, tau, *high_side),
+        )
     t = threshold.amount
     valid = valid & (m_l > 0)
-    scale = 1 + t
-    width = _tuned(np, v_r / safe_r + scale * scale * v_l / safe_l, abs(t) * np.abs(m_l), alpha)
-    tested = m_r - scale * m_l
+    tau = abs(t) * np.abs(m_l)
     base = np.where(m_l > 0, m_l, 1.0)
-    return valid, t + (tested - width) / base, t + (tested + width) / base
+
+    def bound(limit: float, side: tuple[float, tuple[float, ...]], sign: int) -> Any:
+        scale = 1 + limit  # the linear form m_R - (1 + limit) m_L, as `stats.mean_difference`
+        width = _tuned(np, v_r / safe_r + scale * scale * v_l / safe_l, tau, *side)
+        return limit + (m_r - scale * m_l + sign * width) / base
+
+    low_limit, high_limit = (rollback_limit, t) if threshold.higher_is_worse else (t, rollback_limit)
+    return valid, bound(low_limit, low_side, -1), bound(high_limit, high_side, 1)
 
 
 def _quantile_bounds(
-    np: Any, hist: Any, total: Any, first: int, alpha: float, q: float = 0.95
+    np: Any, hist: Any, total: Any, first: int, alpha: float, high_alpha: float, q: float = 0.95
 ) -> tuple[Any, Any, Any]:
     """(valid, low, high) of each seed's q latency quantile, as `stats.quantile_bounds`."""
     valid = total >= MIN_SAMPLES
     safe = np.maximum(total, 1)
     width = _halfwidth(np, q * (1 - q) / safe, P95_TAU * P95_TAU, alpha)
+    width_high = _halfwidth(np, q * (1 - q) / safe, P95_TAU * P95_TAU, high_alpha)
     rank_low = np.floor(total * (q - width))
-    rank_high = np.ceil(total * (q + width)) + 1
+    rank_high = np.ceil(total * (q + width_high)) + 1
     # one searchsorted over all rows at once: row r's cumulative counts, shifted by r * stride,
     # form a single increasing array
     seeds, width_cols = hist.shape
@@ -148,7 +174,7 @@ def simulate_every_call(scenario: RolloutScenario, seeds: int = 200, *, record: 
     percent = policy.percent(stage)
     last_stage = policy.is_last(stage)
     min_calls, min_seconds = policy.stage_min_calls(stage), policy.stage_min_seconds(stage)
-    alpha = policy.metric_alpha
+    alpha, rollback_alpha = policy.metric_alpha, policy.rollback_alpha
     share = _registry_share(_population(scenario.users, scenario.salt), percent)
     behaviors = (scenario.legacy, scenario.registry)
     tables = [_tables_for(b) for b in behaviors]
@@ -199,8 +225,13 @@ def simulate_every_call(scenario: RolloutScenario, seeds: int = 200, *, record: 
         all_not_worse = np.ones(seeds, dtype=bool)
         for metric, threshold in policy.metrics.items():
             if metric == "p95_latency":
-                valid_l, l_low, l_high = _quantile_bounds(np, hist[0], latency_n[0], first, alpha / 2)
-                valid_r, r_low, r_high = _quantile_bounds(np, hist[1], latency_n[1], first, alpha / 2)
+                # as `decide`: the registry's lower and legacy's upper bound roll back
+                valid_l, l_low, l_high = _quantile_bounds(
+                    np, hist[0], latency_n[0], first, alpha / 2, rollback_alpha / 2
+                )
+                valid_r, r_low, r_high = _quantile_bounds(
+                    np, hist[1], latency_n[1], first, rollback_alpha / 2, alpha / 2
+                )
                 valid = valid_l & valid_r
                 with np.errstate(divide="ignore", invalid="ignore"):
                     if threshold.relative:
@@ -209,12 +240,32 @@ def simulate_every_call(scenario: RolloutScenario, seeds: int = 200, *, record: 
                     else:
                         low, high = r_low - l_high, r_high - l_low
             elif metric == "error_rate":
-                valid, low, high = _mean_bounds(np, threshold, n, errors, errors, alpha, bernoulli=True)
+                valid, low, high = _mean_bounds(
+                    np,
+                    threshold,
+                    n,
+                    errors,
+                    errors,
+                    alpha,
+                    True,
+                    rollback_alpha,
+                    policy.rollback_limit(threshold),
+                )
             else:
-                valid, low, high = _mean_bounds(np, threshold, n, cost, cost_sq, alpha, bernoulli=False)
-            limit = threshold.amount
-            worse_any |= valid & (low > limit)
-            all_not_worse &= valid & (high < limit)
+                valid, low, high = _mean_bounds(
+                    np,
+                    threshold,
+                    n,
+                    cost,
+                    cost_sq,
+                    alpha,
+                    False,
+                    rollback_alpha,
+                    policy.rollback_limit(threshold),
+                )
+            # latency and cost are worse when higher (the simulator has no feedback metric)
+            worse_any |= valid & (low > policy.rollback_limit(threshold))
+            all_not_worse &= valid & (high < threshold.amount)
         rollback = active & worse_any
         advance = (
             active
