@@ -100,6 +100,13 @@ def test_the_proxy_records_both_paths_on_both_routes_while_a_guard_runs(setup):
     assert legacy.errors == registry.errors == 0
     assert legacy.latency_count and registry.latency_count
 
+    call_id = headers["x-litellm-call-id"]  # the proxy's request id is the guard's request id
+    deadline = time.monotonic() + 10
+    while not admin.guard.add_feedback(call_id, "thumbs_up", 1):  # known once the proxy pushed it
+        assert time.monotonic() < deadline, "the proxy's request id is unknown to the guard"
+        time.sleep(0.1)
+    assert admin.guard.summaries(run, 0)[0].feedback["thumbs_up"].n == 1
+
     client = openai.OpenAI(base_url=base_url, api_key=MASTER_KEY, max_retries=0, timeout=30)
     stream = client.chat.completions.create(
         model="tier:nano", messages=[{"role": "user", "content": "hi"}], user="bob", stream=True
