@@ -30,7 +30,16 @@ import sys
 import time
 from typing import Any
 
-from benchmarks.common import KEY, MESSAGES, ScriptedUpstream, percentile, quiet_litellm, scripted_upstream
+from benchmarks.common import (
+    KEY,
+    MESSAGES,
+    ScriptedUpstream,
+    parser,
+    percentile,
+    quiet_litellm,
+    scripted_upstream,
+    stop_children_on_signals,
+)
 
 FAST_MS, SLOW_MS, SLOW_SHARE = 60.0, 2000.0, 0.05
 PLAIN = "plain"
@@ -228,8 +237,15 @@ def run(quick: bool = False) -> dict[str, Any]:
     return asyncio.run(_run(quick))
 
 
-if __name__ == "__main__":
-    outcome = run("--quick" in sys.argv)
+def main(argv: list[str]) -> int:
+    args = parser("benchmarks.bench_adaptive_hedging", __doc__).parse_args(argv)
+    with stop_children_on_signals():
+        outcome = run(args.quick)
     for measure, value, target, _met in rows(outcome):
         print(f"{measure:<45} {value:<40} {target}")
     print(json.dumps(outcome, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from benchmarks.common import parser, stop_children_on_signals
 from lucky_litellm.config import UserConfig, load_user_config
 from lucky_litellm.errors import ConfigError
 
@@ -132,5 +133,12 @@ def run(quick: bool = False) -> dict[str, Any]:
     }
 
 
+def main(argv: list[str]) -> int:
+    args = parser("benchmarks.bench_config", __doc__).parse_args(argv)
+    with stop_children_on_signals():
+        print(json.dumps(run(args.quick), indent=2))
+    return 0
+
+
 if __name__ == "__main__":
-    print(json.dumps(run("--quick" in sys.argv), indent=2))
+    sys.exit(main(sys.argv[1:]))

@@ -25,7 +25,15 @@ import sys
 from typing import Any
 
 from benchmarks.bench_overhead import MOCK, PRIMARY, build_models, telemetry_on
-from benchmarks.common import Call, interleaved, paired_ratio, quiet_litellm, throughput
+from benchmarks.common import (
+    Call,
+    interleaved,
+    paired_ratio,
+    parser,
+    quiet_litellm,
+    stop_children_on_signals,
+    throughput,
+)
 
 NO_GUARD_TARGET = 0.98
 
@@ -123,7 +131,9 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    print(json.dumps(run("--quick" in argv), indent=2))
+    args = parser("benchmarks.bench_guard", __doc__).parse_args(argv)
+    with stop_children_on_signals():
+        print(json.dumps(run(args.quick), indent=2))
     return 0
 
 

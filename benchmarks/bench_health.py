@@ -48,9 +48,11 @@ from benchmarks.common import (
     Call,
     interleaved,
     paired_ratio,
+    parser,
     percentile,
     quiet_litellm,
     scripted_upstream,
+    stop_children_on_signals,
     throughput,
 )
 
@@ -390,12 +392,19 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     ]
 
 
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--worker"]:  # internal: one side of the fleet comparison, started by run()
+        worker_main(argv[1:])
+        return 0
+    args = parser("benchmarks.bench_health", __doc__).parse_args(argv)
+    with stop_children_on_signals():
+        result = run(args.quick)
+    print(json.dumps(result, indent=2))
+    for measure, value, target, met in rows(result):
+        mark = "-" if met is None else ("PASS" if met else "FAIL")
+        print(f"{measure:<52} {value:<28} {target:<26} {mark}")
+    return 0
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--worker"]:
-        worker_main(sys.argv[2:])
-    else:
-        result = run("--quick" in sys.argv)
-        print(json.dumps(result, indent=2))
-        for measure, value, target, met in rows(result):
-            mark = "-" if met is None else ("PASS" if met else "FAIL")
-            print(f"{measure:<52} {value:<28} {target:<26} {mark}")
+    sys.exit(main(sys.argv[1:]))

@@ -26,7 +26,16 @@ import sys
 import time
 from typing import Any
 
-from benchmarks.common import KEY, MESSAGES, ScriptedUpstream, percentile, quiet_litellm, scripted_upstream
+from benchmarks.common import (
+    KEY,
+    MESSAGES,
+    ScriptedUpstream,
+    parser,
+    percentile,
+    quiet_litellm,
+    scripted_upstream,
+    stop_children_on_signals,
+)
 
 FAST_MS, SLOW_MS, SLOW_SHARE = 20.0, 2000.0, 0.05
 MODELS = ("gpt-4.1-mini", "gpt-4.1-nano")
@@ -101,5 +110,12 @@ def run(quick: bool = False) -> dict[str, Any]:
     return asyncio.run(_run(quick))
 
 
+def main(argv: list[str]) -> int:
+    args = parser("benchmarks.bench_hedging", __doc__).parse_args(argv)
+    with stop_children_on_signals():
+        print(json.dumps(run(args.quick), indent=2))
+    return 0
+
+
 if __name__ == "__main__":
-    print(json.dumps(run("--quick" in sys.argv), indent=2))
+    sys.exit(main(sys.argv[1:]))

@@ -17,6 +17,8 @@ import subprocess
 import sys
 from typing import Any
 
+from benchmarks.common import parser, stop_children_on_signals
+
 _PROBE = """
 import time
 started = time.perf_counter()
@@ -63,5 +65,12 @@ def run(quick: bool = False) -> dict[str, Any]:
     }
 
 
+def main(argv: list[str]) -> int:
+    args = parser("benchmarks.bench_import", __doc__).parse_args(argv)
+    with stop_children_on_signals():
+        print(json.dumps(run(args.quick), indent=2))
+    return 0
+
+
 if __name__ == "__main__":
-    print(json.dumps(run("--quick" in sys.argv), indent=2))
+    sys.exit(main(sys.argv[1:]))

@@ -14,6 +14,7 @@ two run side by side, each in a fresh interpreter (see `run`).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import itertools
@@ -22,7 +23,14 @@ import os
 import sys
 from typing import Any
 
-from benchmarks.common import KEY, MESSAGES, quiet_litellm, run_json_subprocesses
+from benchmarks.common import (
+    KEY,
+    MESSAGES,
+    parser,
+    quiet_litellm,
+    run_json_subprocesses,
+    stop_children_on_signals,
+)
 
 
 def _rss_mb() -> float:
@@ -128,8 +136,17 @@ def _part(name: str, quick: bool) -> dict[str, float]:
     return asyncio.run(PARTS[name](quick))
 
 
+def main(argv: list[str]) -> int:
+    cli = parser("benchmarks.bench_memory", __doc__)
+    cli.add_argument("--part", help=argparse.SUPPRESS)  # internal: one measured child process
+    args = cli.parse_args(argv)
+    if args.part:
+        print(json.dumps(_part(args.part, args.quick)))
+        return 0
+    with stop_children_on_signals():
+        print(json.dumps(run(args.quick), indent=2))
+    return 0
+
+
 if __name__ == "__main__":
-    if "--part" in sys.argv:
-        print(json.dumps(_part(sys.argv[sys.argv.index("--part") + 1], "--quick" in sys.argv)))
-    else:
-        print(json.dumps(run("--quick" in sys.argv), indent=2))
+    sys.exit(main(sys.argv[1:]))

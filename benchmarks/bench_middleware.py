@@ -23,7 +23,15 @@ import sys
 from typing import Any
 
 from benchmarks.bench_overhead import MOCK, PRIMARY, build_models, telemetry_on
-from benchmarks.common import Call, interleaved, paired_ratio, quiet_litellm, throughput
+from benchmarks.common import (
+    Call,
+    interleaved,
+    paired_ratio,
+    parser,
+    quiet_litellm,
+    stop_children_on_signals,
+    throughput,
+)
 
 EMPTY_CHAIN_TARGET = 0.98
 
@@ -111,7 +119,9 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    result = run("--quick" in argv)
+    args = parser("benchmarks.bench_middleware", __doc__).parse_args(argv)
+    with stop_children_on_signals():
+        result = run(args.quick)
     print(json.dumps(result, indent=2))
     met = all(r["empty_chain/no_chain"] >= EMPTY_CHAIN_TARGET for r in result.values())
     # an empty chain runs the same code as no chain plus one truthiness test, so on a loaded

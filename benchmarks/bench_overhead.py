@@ -43,7 +43,18 @@ import sys
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
-from benchmarks.common import KEY, MESSAGES, Call, Load, interleaved, paired_ratio, quiet_litellm, throughput
+from benchmarks.common import (
+    KEY,
+    MESSAGES,
+    Call,
+    Load,
+    interleaved,
+    paired_ratio,
+    parser,
+    quiet_litellm,
+    stop_children_on_signals,
+    throughput,
+)
 
 PRIMARY, BACKUP = "openai/gpt-4.1-mini", "openai/gpt-4.1-nano"
 API_BASE = "http://127.0.0.1:9/v1"  # never contacted: mock_response answers before any I/O
@@ -347,7 +358,13 @@ def run(quick: bool = False, freeze: bool = False, breakdown: bool = True) -> di
 
 
 def main(argv: list[str]) -> int:
-    result = run("--quick" in argv, "--freeze" in argv, "--no-breakdown" not in argv)
+    cli = parser("benchmarks.bench_overhead", __doc__)
+    cli.add_argument("--freeze", action="store_true", help="also the matrix after gc.freeze() (reference)")
+    cli.add_argument("--no-breakdown", action="store_true", help="skip the per-layer profile breakdown")
+    cli.add_argument("--markdown", action="store_true", help="also print the tables as markdown")
+    args = cli.parse_args(argv)
+    with stop_children_on_signals():
+        result = run(args.quick, args.freeze, not args.no_breakdown)
     table = rows(result)
     widths = [max(len(str(row[i])) for row in table) for i in range(3)]
     for measure, value, target, met in table:
@@ -358,7 +375,7 @@ def main(argv: list[str]) -> int:
 
         print()
         print(profile_breakdown.format_table(result["breakdown"]))
-    if "--markdown" in argv:
+    if args.markdown:
         print()
         print(markdown(result))
         if "breakdown" in result:

@@ -56,7 +56,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import httpx
 
-from benchmarks.common import upstream_process
+from benchmarks.common import parser, stop_children_on_signals, upstream_process
 
 if TYPE_CHECKING:
     from lucky_litellm.proxy.launcher import ProxyProcess
@@ -247,8 +247,14 @@ def run(
         for proxy in proxies:
             stack.callback(proxy.stop)
         with ThreadPoolExecutor(PROXIES) as pool:  # start together: a proxy takes seconds to import
-            for done in [pool.submit(proxy.start) for proxy in proxies]:
-                done.result()
+            starting = [pool.submit(proxy.start) for proxy in proxies]
+            try:
+                for done in starting:
+                    done.result()
+            except BaseException:  # SIGTERM, Ctrl-C, a proxy that failed: don't wait for the others
+                for proxy in proxies:  # to get ready (a starting thread sees its proxy gone, returns)
+                    proxy.stop()
+                raise
         ready = time.perf_counter()
         scenarios = dict(ALL_SCENARIOS if everything else SCENARIOS)
         results = asyncio.run(_measure(proxies, scenarios, per_round, concurrency, rounds))
@@ -297,23 +303,27 @@ def _print(results: dict[str, Any]) -> None:
         )
 
 
-if __name__ == "__main__":
-    if "--list" in sys.argv:
+def main(argv: list[str]) -> int:
+    cli = parser("benchmarks.bench_proxy", __doc__)
+    cli.add_argument("--list", action="store_true", help="list the scenarios and their targets, run nothing")
+    cli.add_argument("--requests", type=int, metavar="N", help="requests per scenario per round")
+    cli.add_argument("--rounds", type=int, metavar="N", help="interleaved rounds")
+    cli.add_argument("--all", action="store_true", help="also the optional scenarios")
+    cli.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
+    args = cli.parse_args(argv)
+    if args.list:
         for name, model in ALL_SCENARIOS.items():
             extra = "   (--all)" if name in OPTIONAL else ""
             print(f"{name:<16} {model:<17} target: {TARGETS.get(name, '-')}{extra}")
-        raise SystemExit(0)
-
-    def _option(name: str) -> int | None:
-        return int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else None
-
-    outcome = run(
-        quick="--quick" in sys.argv,
-        per_round=_option("--requests"),
-        rounds=_option("--rounds"),
-        everything="--all" in sys.argv,
-    )
-    if "--json" in sys.argv:
+        return 0
+    with stop_children_on_signals():  # a killed run stops the upstream and the proxies
+        outcome = run(quick=args.quick, per_round=args.requests, rounds=args.rounds, everything=args.all)
+    if args.json:
         print(json.dumps(outcome, indent=2))
     else:
         _print(outcome)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -30,6 +30,8 @@ from benchmarks.common import (
     Load,
     interleaved,
     paired_ratio,
+    parser,
+    stop_children_on_signals,
     throughput,
     upstream_process,
 )
@@ -127,5 +129,12 @@ def run(quick: bool = False) -> dict[str, Any]:
     return asyncio.run(_run(quick))
 
 
+def main(argv: list[str]) -> int:
+    args = parser("benchmarks.bench_state", __doc__).parse_args(argv)
+    with stop_children_on_signals():
+        print(json.dumps(run(args.quick), indent=2))
+    return 0
+
+
 if __name__ == "__main__":
-    print(json.dumps(run("--quick" in sys.argv), indent=2))
+    sys.exit(main(sys.argv[1:]))

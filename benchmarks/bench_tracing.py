@@ -41,6 +41,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NoOpTracerProvider
 
+from benchmarks.common import parser, stop_children_on_signals
 from lucky_litellm.providers import Target
 from lucky_litellm.routing import Attempt, Routing
 from lucky_litellm.telemetry import Telemetry
@@ -187,9 +188,18 @@ def _print_table(results: dict[str, Any]) -> None:
         print(f"{scenario:<16}" + "".join(f"{cell:>26}" for cell in cells))
 
 
-if __name__ == "__main__":
-    outcome = run(quick="--quick" in sys.argv)
-    if "--json" in sys.argv:
+def main(argv: list[str]) -> int:
+    cli = parser("benchmarks.bench_tracing", __doc__)
+    cli.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
+    args = cli.parse_args(argv)
+    with stop_children_on_signals():
+        outcome = run(quick=args.quick)
+    if args.json:
         print(json.dumps(outcome, indent=2))
     else:
         _print_table(outcome)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

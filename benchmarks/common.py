@@ -10,16 +10,19 @@ does not count time stolen by other processes.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -100,6 +103,43 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def parser(module: str, doc: str | None, *, quick: bool = True) -> argparse.ArgumentParser:
+    """The command line of `python -m <module>`: `--help` from the module docstring, `--quick`;
+    a benchmark adds its own options. `--help` exits before anything starts, and an unknown option
+    is refused (exit 2) rather than ignored while the whole benchmark runs."""
+    description = (doc or "").strip().split("\n\n")[0]
+    made = argparse.ArgumentParser(
+        prog=f"python -m {module}",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if quick:
+        made.add_argument("--quick", action="store_true", help="smaller samples, for a smoke test")
+    return made
+
+
+class Terminated(SystemExit):
+    """SIGTERM, raised in the main thread so that every `with`/`finally` that owns a child process
+    (fake upstream, proxy, worker) stops it: the default SIGTERM action would exit at once and leave
+    those children (in their own sessions) running as orphans."""
+
+
+@contextlib.contextmanager
+def stop_children_on_signals() -> Iterator[None]:
+    """While inside: SIGTERM raises `Terminated` (SIGINT already raises KeyboardInterrupt), once;
+    a second SIGTERM during the cleanup is ignored so that the cleanup finishes."""
+
+    def terminated(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _read_ready(process: subprocess.Popen[str]) -> str:

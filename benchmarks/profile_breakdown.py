@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.common import MESSAGES, quiet_litellm
+from benchmarks.common import MESSAGES, parser, quiet_litellm, stop_children_on_signals
 
 _SDK = "OpenTelemetry SDK"
 CATEGORIES: tuple[str, ...] = (
@@ -312,14 +312,12 @@ def markdown_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    calls = 10_000
-    html = None
-    for arg in argv:
-        if arg.startswith("--calls="):
-            calls = int(arg.split("=", 1)[1])
-        elif arg.startswith("--html="):
-            html = arg.split("=", 1)[1]
-    result = asyncio.run(breakdown(calls, html))
+    cli = parser("benchmarks.profile_breakdown", __doc__, quick=False)
+    cli.add_argument("--calls", type=int, default=10_000, metavar="N", help="calls profiled (default 10000)")
+    cli.add_argument("--html", metavar="PATH", help="also write a pyinstrument HTML report there")
+    args = cli.parse_args(argv)
+    with stop_children_on_signals():
+        result = asyncio.run(breakdown(args.calls, args.html))
     print(format_table(result))
     print()
     print(markdown_table(result))

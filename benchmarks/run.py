@@ -48,6 +48,7 @@ from benchmarks import (
     bench_tracing,
     profile_breakdown,
 )
+from benchmarks.common import Terminated, stop_children_on_signals
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -293,6 +294,8 @@ def _run_one(name: str, quick: bool) -> tuple[dict[str, Any], str | None]:
         if not isinstance(result, dict):
             raise TypeError(f"returned {type(result).__name__}, not a dict of figures")
         return result, None
+    except Terminated:  # SIGTERM: stop this benchmark's children and the whole run, not just this one
+        raise
     except (Exception, SystemExit) as exc:  # one broken benchmark must not lose the others' figures
         traceback.print_exc()
         error = f"{type(exc).__name__}: {exc}"
@@ -352,8 +355,13 @@ def _names(value: str) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    global FREEZE
     args = _parser().parse_args(argv)
+    with stop_children_on_signals():  # a killed run stops the benchmark's servers, leaves no orphans
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
+    global FREEZE
     FREEZE = args.freeze
     selected: list[str] = args.only or list(BENCHES)
     full = selected == list(BENCHES) and not args.quick

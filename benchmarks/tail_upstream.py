@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import random
 import signal
-import sys
 import threading
 from collections.abc import Callable
 
+from benchmarks.common import parser
 from lucky_litellm.testing import Behavior, FakeUpstream
 
 
@@ -21,15 +21,22 @@ def latency_fn(seed: int, fast_ms: float, slow_ms: float, share: float) -> Calla
     return lambda index: pattern[index % len(pattern)]
 
 
-def main() -> None:
-    fast_ms, slow_ms, share = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
-    models = sys.argv[4:]
+def main(argv: list[str] | None = None) -> None:
+    cli = parser("benchmarks.tail_upstream", __doc__, quick=False)
+    cli.add_argument("fast_ms", type=float, help="latency of most calls, ms")
+    cli.add_argument("slow_ms", type=float, help="latency of the slow share, ms")
+    cli.add_argument("share", type=float, help="share of slow calls (0..1)")
+    cli.add_argument("models", nargs="*", help="models to serve")
+    args = cli.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with FakeUpstream(max_recorded_calls=10) as upstream:
-        for seed, model in enumerate(models):
+        for seed, model in enumerate(args.models):
             upstream.script(
-                model, Behavior(content="Paris", latency_fn=latency_fn(seed, fast_ms, slow_ms, share))
+                model,
+                Behavior(
+                    content="Paris", latency_fn=latency_fn(seed, args.fast_ms, args.slow_ms, args.share)
+                ),
             )
         print(f"READY {upstream.base_url}", flush=True)
         stop.wait()

@@ -27,6 +27,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from benchmarks.common import parser
 from lucky_litellm.testing import Behavior, FakeUpstream
 
 PATTERN_LENGTH = 100_000
@@ -56,8 +57,10 @@ def behavior(spec: Mapping[str, Any]) -> Behavior:
     )
 
 
-def main() -> None:
-    models: dict[str, Any] = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+def main(argv: list[str] | None = None) -> None:
+    cli = parser("benchmarks.upstream", __doc__, quick=False)
+    cli.add_argument("models", nargs="?", default="{}", help="JSON: model -> behaviour spec")
+    models: dict[str, Any] = json.loads(cli.parse_args(argv).models)
     with FakeUpstream(max_recorded_calls=10) as upstream:
         for model, spec in models.items():
             upstream.script(model, behavior(spec))
