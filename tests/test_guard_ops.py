@@ -507,3 +507,19 @@ def test_cli_policy_file_errors_name_the_file(tmp_path):
     bad.write_text("- just\n- a list\n")
     out = cli(CliRunner(), "guard", "start", "--policy", str(bad), code=1)
     assert "bad.yaml" in out
+
+
+def test_cli_policy_file_errors_name_the_file_and_line(tmp_path):
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("stages:\n  - 5\n  - 50\n  - 150\nmetrics:\n  p95_latency: +20\n  errr: +1pp\n")
+    out = cli(CliRunner(), "guard", "start", "--policy", str(bad), code=1)
+    assert f"{bad}:4" in out and "stages.2" in out and "must be at most 100" in out
+    assert f"{bad}:6" in out and "p95_latency needs a unit" in out
+    assert f"{bad}:7" in out and "unknown metric 'errr'" in out
+
+
+def test_cli_policy_file_may_be_a_models_yaml_and_keeps_its_lines(tmp_path):
+    bad = tmp_path / "models.yaml"
+    bad.write_text("rollout:\n  guard:\n    minCalls: 0\n")
+    out = cli(CliRunner(), "guard", "start", "--policy", str(bad), code=1)
+    assert f"{bad}:3" in out and "minCalls" in out

@@ -16,6 +16,7 @@ from .store import GuardError, GuardState, GuardStore
 
 if TYPE_CHECKING:
     from ..registry import Models
+    from ..yaml_loader import LineMap
     from .policy import GuardPolicy
 
 __all__ = [
@@ -39,14 +40,16 @@ def _store(models: Models | None) -> GuardStore:
     return models.state.guard
 
 
-def as_policy(policy: GuardPolicy | Mapping[str, Any] | None, *, source: str | None = None) -> GuardPolicy:
+def as_policy(
+    policy: GuardPolicy | Mapping[str, Any] | None, *, source: str | None = None, lines: LineMap | None = None
+) -> GuardPolicy:
     """A `GuardPolicy` from a policy, a mapping of its fields (camelCase or snake_case), or None
     (the defaults); a bad one is a `ConfigError` naming each field that is wrong."""
     from .policy import validate_guard_policy
 
     if policy is not None and not isinstance(policy, Mapping) and not hasattr(policy, "model_dump"):
         raise GuardError(f"policy must be a GuardPolicy or a mapping, got {type(policy).__name__}")
-    return validate_guard_policy(policy, source=source)
+    return validate_guard_policy(policy, source=source, lines=lines)
 
 
 def start_guard(
