@@ -82,7 +82,7 @@ async def _measure(upstream: ScriptedUpstream, strategy: dict[str, Any], request
 
 async def _run(quick: bool) -> dict[str, Any]:
     quiet_litellm()
-    requests = 300 if quick else 1000
+    requests = 200 if quick else 600
     a, b = (f"openai/{model}" for model in MODELS)
     script = {
         model: {"fast_ms": FAST_MS, "slow_ms": SLOW_MS, "share": SLOW_SHARE, "seed": seed}

@@ -8,10 +8,12 @@ block and exit with status 1; a traceback means a bug in lucky_litellm.
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -308,11 +310,26 @@ def _waiting(what: str, timeout_s: float) -> Iterator[None]:
         yield
 
 
+def _milliseconds(value: float, given: str, option: str) -> float:
+    """A delay in milliseconds: finite and not negative (nan would pass a plain range check)."""
+    if not math.isfinite(value) or value < 0:
+        raise click.BadParameter(
+            f"expected a finite number of milliseconds >= 0, got {given!r}", param_hint=option
+        )
+    return value
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option(
     "--port", type=int, default=0, show_default=True, help="Port of the fake upstream (0: any free port)."
 )
-@click.option("--latency-ms", type=float, default=0.0, help="Latency of every answer.")
+@click.option(
+    "--latency-ms",
+    type=float,
+    default=0.0,
+    callback=lambda ctx, param, value: _milliseconds(value, str(value), "--latency-ms"),
+    help="Latency of every answer.",
+)
 @click.option(
     "--slow",
     "slow",
@@ -336,17 +353,30 @@ def dev(port: int, latency_ms: float, slow: tuple[str, ...], command: tuple[str,
     for entry in slow:
         model, sep, ms = entry.rpartition(":")
         try:
-            delays[model] = float(ms)
+            delay = float(ms)
         except ValueError:
             raise click.BadParameter(f"expected MODEL:MS, got {entry!r}", param_hint="--slow") from None
         if not sep or not model:
             raise click.BadParameter(f"expected MODEL:MS, got {entry!r}", param_hint="--slow")
+        delays[model] = _milliseconds(delay, entry, "--slow")
     click.echo("starting the fake upstream ...", err=True)
-    with dev_upstream(port=port, latency_ms=latency_ms, slow=delays) as base_url:
+    upstream = ExitStack()
+    try:
+        base_url = upstream.enter_context(dev_upstream(port=port, latency_ms=latency_ms, slow=delays))
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}); "
+            "pick another port, or 0 for any free one",
+            param_hint="--port",
+        ) from None
+    with upstream:
         environ = {**dev_environment(base_url), **OFFLINE_COST_MAP}
         if command:
             click.echo(f"fake upstream at {base_url}; running: {' '.join(command)}", err=True)
-            sys.exit(run_with(command, base_url))
+            status = run_with(command, base_url)
+            if status == 127 and shutil.which(command[0]) is None:
+                click.secho(f"error: command not found: {command[0]}", fg="red", err=True)
+            sys.exit(status)
         click.echo(f"fake upstream at {base_url}: any local/<model> answers. In another shell:\n")
         for name, value in environ.items():
             click.echo(f"  export {name}={value}")
@@ -753,7 +783,13 @@ def guard_status_command(ctx: click.Context, html_file: str | None, as_json: boo
             console = Console(width=GUARD_TABLE_WIDTH)
         render_terminal(report, console)
     if html_file:
-        Path(html_file).write_text(render_html(report), encoding="utf-8")
+        try:
+            Path(html_file).write_text(render_html(report), encoding="utf-8")
+        except OSError as exc:
+            click.secho(
+                f"error: --html {html_file}: cannot write it ({exc.strerror or exc})", fg="red", err=True
+            )
+            sys.exit(1)
         click.echo(f"wrote {html_file}", err=True)
 
 

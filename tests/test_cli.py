@@ -306,3 +306,48 @@ def test_dev_without_a_command_prints_the_variables_and_serves_until_interrupted
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--latency-ms", "-5"], "--latency-ms"),
+        (["--latency-ms", "nan"], "--latency-ms"),
+        (["--slow", "llama3.2:-5"], "--slow"),
+        (["--slow", "llama3.2:nan"], "--slow"),
+    ],
+)
+def test_dev_refuses_a_negative_or_non_finite_delay_in_one_line(runner, args, named):
+    result = runner.invoke(main, ["dev", *args, "--", "true"])
+    assert result.exit_code == 2, result.output
+    assert named in result.output and ">= 0" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_dev_on_a_port_in_use_names_the_port_without_a_traceback(runner):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(main, ["dev", "--port", str(port), "--", "true"])
+    assert result.exit_code == 2, result.output
+    assert f"127.0.0.1:{port}" in result.output and "--port" in result.output
+    assert isinstance(result.exception, SystemExit)
+
+
+def test_dev_with_a_command_not_found_says_so_and_exits_127(runner):
+    result = runner.invoke(main, ["dev", "--", "lucky-no-such-command"])
+    assert result.exit_code == 127
+    assert "command not found: lucky-no-such-command" in result.output
+
+
+def test_guard_status_html_to_a_missing_directory_is_one_line_naming_the_path(tmp_path):
+    target = tmp_path / "missing" / "r.html"
+    result = CliRunner(env={"LUCKY_STATE_URL": ""}).invoke(
+        main, ["rollout", "guard", "status", "--html", str(target)]
+    )
+    assert result.exit_code == 1
+    assert f"error: --html {target}: cannot write it" in result.output
+    assert isinstance(result.exception, SystemExit)
