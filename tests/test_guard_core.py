@@ -206,7 +206,7 @@ def test_policy_errors_name_each_field() -> None:
             {"stages": [1, 50, 25], "minCals": 3, "alpha": 0.7, "metrics": {"latency": "+20%"}}
         )
     paths = {issue.path for issue in caught.value.issues}
-    assert paths == {"stages.2", "minCals", "alpha", "metrics"}
+    assert paths == {"stages.2", "minCals", "alpha", "metrics.latency"}  # at the metric itself
     assert "did you mean 'minCalls'" in str(caught.value)
     assert "use error_rate, p95_latency, cost or feedback.<name>" in str(caught.value)
 
@@ -347,3 +347,42 @@ def test_a_decision_recorded_before_the_rollback_limit_still_loads() -> None:
     loaded = Decision.from_dict(old)
     assert [f.rollback_limit for f in loaded.figures] == [None, None, None]
     assert [f.metric for f in loaded.figures] == ["error_rate", "p95_latency", "cost"]
+
+
+def test_every_bad_metric_is_reported_at_its_own_line(tmp_path) -> None:
+    path = tmp_path / "models.yaml"
+    path.write_text(
+        "rollout:\n  guard:\n    metrics:\n      latency: +20%\n      cost: +1pp\n      error_rate: +1000pp\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_models_config(path)
+    lines = {issue.path: issue.line for issue in caught.value.issues}
+    assert lines == {
+        "rollout.guard.metrics.latency": 4,
+        "rollout.guard.metrics.cost": 5,
+        "rollout.guard.metrics.error_rate": 6,
+    }
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "message"),
+    [
+        ("p95_latency", 20, r"p95_latency needs a unit: \+250ms, \+0\.5s or \+20%"),
+        ("p95_latency", "+20", "p95_latency needs a unit"),
+        ("error_rate", 1, r"error_rate needs a unit: \+1pp \(percentage points\) or \+20%"),
+        ("error_rate", "+0.01", "error_rate needs a unit"),
+        ("error_rate", "+1000pp", r"at most \+50pp"),
+        ("error_rate", "+50.5pp", r"at most \+50pp"),
+    ],
+)
+def test_ambiguous_or_absurd_thresholds_are_refused(metric: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_threshold(metric, value)
+
+
+@pytest.mark.parametrize(
+    ("metric", "value"),
+    [("error_rate", "+50pp"), ("error_rate", "+0.5pp"), ("p95_latency", "+0.5s"), ("cost", 0.01)],
+)
+def test_thresholds_with_their_units_are_accepted(metric: str, value: object) -> None:
+    assert parse_threshold(metric, value).margin > 0

@@ -326,3 +326,26 @@ def test_an_experiment_may_not_change_the_thresholds_of_a_shared_circuit():
         validate_user_config({"experiments": {"x": experiment}})
     allowed = {"providers": [DEAD], "health": {"circuit": {"enabled": False, "whenAllOpen": "fail"}}}
     validate_user_config({"experiments": {"x": allowed}})
+
+
+def test_every_shared_key_an_experiment_sets_is_reported_at_once(tmp_path):
+    from lucky_litellm.config import load_user_config
+
+    path = tmp_path / "user.yaml"
+    path.write_text(
+        "experiments:\n  x:\n    providers: [" + DEAD + "]\n    health:\n"
+        "      hedging: {minSamples: 3}\n"
+        "      circuit:\n        consecutiveFailures: 2\n        cooldown: 10\n        bogus: 1\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_user_config(path)
+    lines = {issue.path: issue.line for issue in info.value.issues}
+    prefix = "experiments.x.health."
+    assert lines == {
+        prefix + "hedging.minSamples": 5,
+        prefix + "circuit.consecutiveFailures": 7,
+        prefix + "circuit.cooldown": 8,
+        prefix + "circuit.bogus": 9,
+    }
+    [bogus] = [issue for issue in info.value.issues if issue.path.endswith("bogus")]
+    assert bogus.message.endswith("allowed: enabled, whenAllOpen")

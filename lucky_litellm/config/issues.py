@@ -191,8 +191,14 @@ def _message(error: Mapping[str, Any], owner: type[BaseModel] | None, path: tupl
 def _unknown_key(key: str, owner: type[BaseModel] | None) -> str:
     if owner is None:
         return f"unknown key {key!r}"
+    settable = getattr(owner, "settable_keys", None)  # a section where only some keys may be set
+    fields = {
+        name: info
+        for name, info in owner.model_fields.items()
+        if settable is None or (info.alias or name) in settable
+    }
     spellings: dict[str, str] = {}
-    for name, info in owner.model_fields.items():
+    for name, info in fields.items():
         alias = info.alias or name
         spellings[name] = name if "_" in key else alias
         spellings[alias] = name if "_" in key else alias
@@ -203,7 +209,7 @@ def _unknown_key(key: str, owner: type[BaseModel] | None) -> str:
         close = [match] if match else []
     if close:
         return f"unknown key {key!r} (did you mean {spellings[close[0]]!r}?)"
-    allowed = ", ".join(dict.fromkeys(info.alias or name for name, info in owner.model_fields.items()))
+    allowed = ", ".join(dict.fromkeys(info.alias or name for name, info in fields.items()))
     return f"unknown key {key!r}; allowed: {allowed}"
 
 

@@ -18,7 +18,18 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar, Union, get_args
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    ClassVar,
+    Generic,
+    Literal,
+    NoReturn,
+    TypeVar,
+    Union,
+    get_args,
+)
 
 from pydantic import (
     AfterValidator,
@@ -350,10 +361,52 @@ class HealthConfig(StrictModel):
         return self.model_copy(update={"hedging": self.hedging.merged(override.hedging)})
 
 
-_REGISTRY_WIDE = (("window", "window"), ("min_samples", "minSamples"))
 _CIRCUIT_PER_EXPERIMENT = frozenset({"enabled", "when_all_open"})
 """The circuit settings an experiment may override; the thresholds belong to the model's circuit,
 which every experiment calling the model shares."""
+
+
+def _refuse_shared(cls: type[BaseModel], info: ValidationInfo, section: str, also: str = "") -> NoReturn:
+    """Refuse a registry-wide key written in an experiment. A validator per key (not one check of
+    the whole section) so that every such key is reported in one pass, each at its own line."""
+    field = cls.model_fields[info.field_name or ""]
+    raise PydanticCustomError(
+        "lucky_registry_wide",
+        "{key} is shared by every experiment: set it in models.yaml under {section}{also}",
+        {"key": field.alias or info.field_name, "section": section, "also": also},
+    )
+
+
+class ExperimentHedgingConfig(HedgingConfig):
+    """``health.hedging`` of an experiment: everything but the registry-wide latency window."""
+
+    settable_keys: ClassVar[tuple[str, ...]] = ("quantile", "floor", "ceiling", "initial", "budget")
+
+    @field_validator("window", "min_samples", mode="before")
+    @classmethod
+    def _window_is_shared(cls, value: object, info: ValidationInfo) -> NoReturn:
+        _refuse_shared(cls, info, "health.hedging")
+
+
+class ExperimentCircuitConfig(CircuitConfig):
+    """``health.circuit`` of an experiment: only ``enabled`` and ``whenAllOpen`` (a model's
+    circuit, its thresholds and cooldown, is shared by every experiment calling it)."""
+
+    settable_keys: ClassVar[tuple[str, ...]] = ("enabled", "whenAllOpen")
+
+    @field_validator(*sorted(set(CircuitConfig.model_fields) - _CIRCUIT_PER_EXPERIMENT), mode="before")
+    @classmethod
+    def _thresholds_are_shared(cls, value: object, info: ValidationInfo) -> NoReturn:
+        _refuse_shared(cls, info, "health.circuit", " (an experiment may set enabled and whenAllOpen)")
+
+
+class ExperimentHealthConfig(HealthConfig):
+    """``health:`` of an experiment: overrides of the registry's settings (only the keys written)."""
+
+    hedging: ExperimentHedgingConfig = Field(default_factory=ExperimentHedgingConfig)
+    """Adaptive hedging overrides (not ``window``/``minSamples``: registry-wide)."""
+    circuit: ExperimentCircuitConfig = Field(default_factory=ExperimentCircuitConfig)
+    """Circuit overrides: ``enabled`` and ``whenAllOpen`` only."""
 
 
 class _StrategyOptions(StrictModel):
@@ -412,34 +465,12 @@ class ExperimentConfig(_StrategyOptions):
     """consensus only: share of answers that must agree (default: strict majority)."""
     retries: Retries | None = None
     """Retries of transient errors per model; default from the registry defaults."""
-    health: HealthConfig | None = None
+    health: ExperimentHealthConfig | None = None
     """Overrides of the registry's ``health:`` settings for this experiment (only the keys written)."""
     description: str | None = None
     params: Params = Field(default_factory=dict)
     """Generation parameters passed to litellm (temperature, max_tokens, tools, ...); an allow-list:
     nothing that redirects traffic or credentials, nor litellm's retry/stream/timeout switches."""
-
-    @field_validator("health")
-    @classmethod
-    def _registry_wide_stays_global(cls, value: HealthConfig | None) -> HealthConfig | None:
-        """A model's latency window is shared by every plan that races it: its size is set once."""
-        if value is not None:
-            for name, key in _REGISTRY_WIDE:
-                if name in value.hedging.model_fields_set:
-                    raise PydanticCustomError(
-                        "lucky_registry_wide",
-                        "{key} is shared by every experiment: set it in models.yaml under health.hedging",
-                        {"key": key, "loc_suffix": ("hedging", key)},
-                    )
-            for name in sorted(value.circuit.model_fields_set - _CIRCUIT_PER_EXPERIMENT):
-                key = CircuitConfig.model_fields[name].alias or name
-                raise PydanticCustomError(
-                    "lucky_registry_wide",
-                    "{key} belongs to the model's circuit, shared by every experiment: set it in "
-                    "models.yaml under health.circuit (an experiment may set enabled and whenAllOpen)",
-                    {"key": key, "loc_suffix": ("circuit", key)},
-                )
-        return value
 
 
 class UserDefaults(StrictModel):

@@ -19,8 +19,10 @@ A stage may also be a mapping with its own minimums: ``- {percent: 25, minCalls:
 
 **Thresholds.** A threshold is the regression the registry path is allowed, compared with legacy:
 ``+1pp`` (absolute, percentage points: rates only), ``+20%`` (relative to legacy's value),
-``+250ms`` / ``+0.5s`` (absolute, latency only), or a bare number in the metric's own unit
-(a fraction for error rate, USD for cost, seconds for latency, the value for feedback).
+``+250ms`` / ``+0.5s`` (absolute, latency only), or a bare signed number in the metric's own unit
+(USD for cost, the value for feedback). Error rate and latency need a unit (``pp``/``%`` and
+``ms``/``s``/``%``): a bare ``+20`` could mean anything. An error-rate threshold is above 0 and
+at most ``+50pp``.
 
 **Direction.** Error rate, latency and cost are worse when higher: their threshold is positive
 (the ``+`` may be left out). A feedback metric can go either way, so its sign says which way is
@@ -58,7 +60,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ..errors import ConfigError, ConfigIssue
 
@@ -88,6 +90,13 @@ _FEEDBACK = re.compile(r"^feedback\.([A-Za-z0-9][A-Za-z0-9_.\-]{0,63})$")
 _THRESHOLD = re.compile(r"^\s*([+-]?)\s*(\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*(pp|%|ms|s)?\s*$")
 
 Unit = Literal["", "pp", "%", "ms", "s"]
+_NEEDS_UNIT: Mapping[str, tuple[tuple[str, ...], str]] = {
+    "error_rate": (("pp", "%"), "+1pp (percentage points) or +20% (relative to legacy)"),
+    "p95_latency": (("ms", "s", "%"), "+250ms, +0.5s or +20% (relative to legacy)"),
+}
+"""A bare number is ambiguous for these (``+20``: seconds? points? a fraction?): a unit is required."""
+_MAX_ERROR_RATE_PP = 50.0
+"""More than half the calls failing on top of legacy's is no guard at all (and +1000pp never trips)."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,13 @@ def parse_threshold(metric: str, value: object) -> Threshold:
         raise ValueError("'pp' (percentage points) applies to error_rate only")
     if unit in ("ms", "s") and metric != "p95_latency":
         raise ValueError(f"'{unit}' applies to p95_latency only")
+    if metric in _NEEDS_UNIT and unit not in _NEEDS_UNIT[metric][0]:
+        raise ValueError(f"{metric} needs a unit: {_NEEDS_UNIT[metric][1]}")
+    if metric == "error_rate" and unit == "pp" and number > _MAX_ERROR_RATE_PP:
+        raise ValueError(
+            f"error_rate: +{number:g}pp is not a sensible regression allowance; "
+            f"give at most +{_MAX_ERROR_RATE_PP:g}pp (or a relative +N%)"
+        )
     amount = number / 100 if unit in ("pp", "%") else number / 1000 if unit == "ms" else number
     if unit == "%" and amount <= -1:
         raise ValueError("a relative threshold must be above -100%")
@@ -173,22 +189,36 @@ def _canonical_metric(key: object) -> str:
 
 
 def _metrics(value: object) -> object:
-    """Canonical metric names, and each threshold parsed against its metric."""
+    """Canonical metric names, and each threshold parsed against its metric.
+
+    Every bad metric is reported, each at its own key (hence its own line): the errors are raised
+    together as one `ValidationError`, which pydantic merges under ``metrics``."""
     if not isinstance(value, Mapping):
         return value  # pydantic reports "expected a mapping"
     parsed: dict[str, Threshold] = {}
+    errors: list[InitErrorDetails] = []
+
+    def problem(key: object, error: PydanticCustomError) -> None:
+        loc = (key,) if isinstance(key, str | int) else ()
+        errors.append(InitErrorDetails(type=error, loc=loc, input=None))
+
     for key, raw in value.items():
-        name = _canonical_metric(key)
+        try:
+            name = _canonical_metric(key)
+        except PydanticCustomError as exc:
+            problem(key, exc)
+            continue
         if name in parsed:
-            raise PydanticCustomError(
-                "lucky_metric", "metric '{name}' is given twice", {"name": name, "loc_suffix": (key,)}
+            problem(
+                key, PydanticCustomError("lucky_metric", "metric '{name}' is given twice", {"name": name})
             )
+            continue
         try:
             parsed[name] = parse_threshold(name, raw)
         except ValueError as exc:
-            raise PydanticCustomError(
-                "lucky_threshold", "{reason}", {"reason": str(exc), "loc_suffix": (key,)}
-            ) from None
+            problem(key, PydanticCustomError("lucky_threshold", "{reason}", {"reason": str(exc)}))
+    if errors:
+        raise ValidationError.from_exception_data("metrics", errors, hide_input=True)
     if not parsed:
         raise PydanticCustomError("lucky_metric", "name at least one metric")
     return parsed
