@@ -8,6 +8,7 @@ block and exit with status 1; a traceback means a bug in lucky_litellm.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -463,6 +464,37 @@ def rollout(ctx: click.Context, state_url: str | None) -> None:
     """Rollout flags in the shared store (LUCKY_STATE_URL=redis://...): every process and replica
     using that store sees a change within a second. Without it, flags live in each process only."""
     ctx.find_root().obj["state_url"] = state_url
+    _quiet_outage(ctx)
+
+
+class _NoOutageWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "lucky_state_outage", False)
+
+
+def _quiet_outage(ctx: click.Context) -> None:
+    """Drop the state store's outage warning while this command runs: it speaks of a serving
+    process's fallbacks (last known flags, the budget outage policy), and the CLI reports an
+    unreachable store in its own words."""
+    state_logger = logging.getLogger("lucky_litellm.state")
+    quiet = _NoOutageWarning()
+    state_logger.addFilter(quiet)
+    ctx.call_on_close(lambda: state_logger.removeFilter(quiet))
+
+
+def _set_state_url(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:  # given after a subcommand: it wins over the group's (and the env's)
+        ctx.find_root().ensure_object(dict)["state_url"] = value
+
+
+_STATE_URL = click.option(
+    "--state-url",
+    expose_value=False,
+    callback=_set_state_url,
+    help="The shared state store, e.g. redis://127.0.0.1:6379/0 (overrides `rollout --state-url` and "
+    "LUCKY_STATE_URL).",
+)
+"""`--state-url` on each rollout subcommand, so it may follow the subcommand as well as precede it."""
 
 
 def _rollout_models(ctx: click.Context) -> Any:
@@ -522,6 +554,7 @@ def _change_flags(ctx: click.Context, local: bool, change: Callable[[], object])
 
 
 @rollout.command(name="status")
+@_STATE_URL
 @click.pass_context
 def rollout_status(ctx: click.Context) -> None:
     """Show the flags and the store they are read from."""
@@ -529,12 +562,15 @@ def rollout_status(ctx: click.Context) -> None:
         _rollout_models(ctx)
         if not _print_status():
             click.secho(
-                "error: the state store is unreachable: these are not the shared flags", fg="red", err=True
+                "error: the state store could not be read (see store above): these are not the shared flags",
+                fg="red",
+                err=True,
             )
             sys.exit(1)
 
 
 @rollout.command(name="enable")
+@_STATE_URL
 @_LOCAL
 @click.pass_context
 def rollout_enable(ctx: click.Context, local: bool) -> None:
@@ -545,6 +581,7 @@ def rollout_enable(ctx: click.Context, local: bool) -> None:
 
 
 @rollout.command(name="disable")
+@_STATE_URL
 @_LOCAL
 @click.pass_context
 def rollout_disable(ctx: click.Context, local: bool) -> None:
@@ -555,6 +592,7 @@ def rollout_disable(ctx: click.Context, local: bool) -> None:
 
 
 @rollout.command(name="percent")
+@_STATE_URL
 @click.argument("percent", type=float)
 @_LOCAL
 @click.pass_context
@@ -566,6 +604,7 @@ def rollout_percent(ctx: click.Context, percent: float, local: bool) -> None:
 
 
 @rollout.command(name="add-user")
+@_STATE_URL
 @click.argument("user_id")
 @_LOCAL
 @click.pass_context
@@ -577,6 +616,7 @@ def rollout_add_user(ctx: click.Context, user_id: str, local: bool) -> None:
 
 
 @rollout.command(name="remove-user")
+@_STATE_URL
 @click.argument("user_id")
 @_LOCAL
 @click.pass_context
@@ -588,6 +628,7 @@ def rollout_remove_user(ctx: click.Context, user_id: str, local: bool) -> None:
 
 
 @rollout.command(name="history")
+@_STATE_URL
 @click.option("--limit", type=click.IntRange(min=1), help="Only the last N events.")
 @click.option("--json", "as_json", is_flag=True, help="Print the events as JSON lines.")
 @click.pass_context
@@ -628,6 +669,7 @@ def _history_row(event: dict[str, Any]) -> dict[str, Any]:
 
 
 @rollout.group(name="guard")
+@_STATE_URL
 def guard() -> None:
     """Guarded rollout: the registry path moves through stages (default 1, 5, 25, 50, 100 %) while
     its error rate, p95 latency, cost and user metrics are compared with the legacy path's; it
@@ -648,6 +690,7 @@ def _load_policy_file(path: str) -> tuple[dict[str, Any], LineMap]:
 
 
 @guard.command(name="start")
+@_STATE_URL
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False), help="YAML/JSON policy file.")
 @click.option("--stages", help="Comma-separated percentages, e.g. 1,5,25,50,100.")
 @click.option("--min-calls", type=int, help="Calls each path needs in a stage before it may advance.")
@@ -715,20 +758,19 @@ def guard_start(
                 metrics[metric.strip()] = limit.strip()
             raw["metrics"] = metrics
         policy = as_policy(raw, source=source, lines=lines)
-        _require_shared(models, local)
+        _require_shared(models, local, "serving processes would never see this guard")
         state = start_guard(policy, models=models)
     shares = ", ".join(f"{stage.percent:g}" for stage in policy.stages)
     click.echo(f"guard run {state.run_id} started: stage 1 at {policy.percent(0):g} % (stages {shares} %)")
     click.echo(f"store: {models.state.location}")
 
 
-def _require_shared(models: Any, local: bool) -> None:
+def _require_shared(models: Any, local: bool, why: str) -> None:
     if models.state.shared or local:
         return
     click.secho(
-        "error: no shared state store (set LUCKY_STATE_URL=redis://... or --state-url): serving "
-        "processes would never see this guard. Nothing was changed (pass --local to apply it to "
-        "this CLI process anyway).",
+        f"error: no shared state store (set LUCKY_STATE_URL=redis://... or --state-url): {why}. "
+        "Nothing was changed (pass --local to apply it to this CLI process anyway).",
         fg="red",
         err=True,
     )
@@ -736,6 +778,7 @@ def _require_shared(models: Any, local: bool) -> None:
 
 
 @guard.command(name="stop")
+@_STATE_URL
 @_LOCAL
 @click.pass_context
 def guard_stop(ctx: click.Context, local: bool) -> None:
@@ -744,7 +787,11 @@ def guard_stop(ctx: click.Context, local: bool) -> None:
 
     with _user_errors():
         models = _rollout_models(ctx)
-        _require_shared(models, local)
+        _require_shared(
+            models,
+            local,
+            "a guard serving processes run lives in their shared store; there is none here to stop",
+        )
         state = stop_guard(models=models)
         flags = models.state.flags.read()
     click.echo(
@@ -754,6 +801,7 @@ def guard_stop(ctx: click.Context, local: bool) -> None:
 
 
 @guard.command(name="status")
+@_STATE_URL
 @click.option(
     "--html", "html_file", type=click.Path(dir_okay=False), help="Also write the charts to this HTML file."
 )
@@ -805,6 +853,7 @@ def health(ctx: click.Context, state_url: str | None, prefix: str, as_json: bool
     from .state import state_from_url
     from .state.health import RedisHealthStore
 
+    _quiet_outage(ctx)
     with _user_errors():
         path = ctx.find_root().obj["config"]
         config = load_models_config(Path(path)) if path else ModelsConfig()

@@ -108,7 +108,7 @@ class Rollout:
             flags = store.read()
         except StateUnavailableError as exc:
             flags, reachable = store.current(), False
-            source = f"{source}; unreachable ({exc}): showing this process's last known flags"
+            source = f"{source}; {exc}: showing this process's last known flags"
         return {
             "reachable": reachable,
             "enabled": flags.enabled,

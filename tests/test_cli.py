@@ -351,3 +351,64 @@ def test_guard_status_html_to_a_missing_directory_is_one_line_naming_the_path(tm
     assert result.exit_code == 1
     assert f"error: --html {target}: cannot write it" in result.output
     assert isinstance(result.exception, SystemExit)
+
+
+def _closed_port_url() -> str:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"  # nothing listens there any more
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["status"], ["history"], ["guard", "status"], ["guard", "start"], ["guard", "stop"], ["percent", "5"]],
+)
+def test_state_url_after_a_rollout_subcommand_wins_over_the_groups(runner, command):
+    wanted, other = _closed_port_url(), "redis://127.0.0.1:1/0"
+    result = runner.invoke(main, ["rollout", "--state-url", other, *command, "--state-url", wanted])
+    assert result.exit_code == 1, result.output
+    assert wanted in result.output and other not in result.output
+    assert "No such option" not in result.output
+
+
+@pytest.mark.parametrize("command", [["health"], ["rollout", "status"], ["rollout", "guard", "status"]])
+def test_read_only_commands_on_a_closed_port_do_not_speak_of_the_budget_outage_policy(
+    runner, command, caplog
+):
+    result = runner.invoke(main, [*command, "--state-url", _closed_port_url()])
+    assert result.exit_code == 1, result.output
+    assert "unreachable" in result.output
+    assert "budget outage policy" not in result.output + caplog.text
+
+
+def test_a_wrong_redis_password_says_the_credentials_were_refused_without_printing_them(runner):
+    import redis
+
+    from lucky_litellm.testing.redis_server import RedisServer
+
+    with RedisServer(persistent=False) as server:
+        redis.Redis.from_url(server.url).config_set("requirepass", "right-one")
+        bad = server.url.replace("redis://", "redis://:wrong-secret@")
+        for command in (["health"], ["rollout", "status"], ["rollout", "guard", "status"]):
+            result = runner.invoke(main, [*command, "--state-url", bad])
+            assert result.exit_code == 1, result.output
+            assert "refused the credentials" in result.output, result.output
+            assert "wrong-secret" not in result.output and "unreachable" not in result.output
+
+
+def test_guard_stop_without_a_shared_store_says_there_is_nothing_here_to_stop():
+    result = CliRunner(env={"LUCKY_STATE_URL": ""}).invoke(main, ["rollout", "guard", "stop"])
+    assert result.exit_code == 1
+    assert "there is none here to stop" in result.output
+    assert "would never see this guard" not in result.output
+
+
+def test_a_stage_out_of_order_is_named_by_its_1_based_number_as_status_counts_them():
+    result = CliRunner(env={"LUCKY_STATE_URL": ""}).invoke(
+        main, ["rollout", "guard", "start", "--stages", "1,50,25"]
+    )
+    assert result.exit_code == 1
+    assert "stage 3 (25%) is not above the one before (50%)" in result.output, result.output

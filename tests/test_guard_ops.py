@@ -261,7 +261,7 @@ async def test_a_decision_is_a_log_line_and_a_span_event_with_its_figures(fake_u
             with contextlib.suppress(Exception):
                 await rollout.complete(SPEC, MESSAGES, user_id=user, max_retries=0)
         rollout.models.state.guard.evaluate()
-    assert "guarded rollout: rollback at stage 0 (50 %) -> kill switch [error_rate worse]" in caplog.text
+    assert "guarded rollout: rollback at stage 1 (50 %) -> kill switch [error_rate worse]" in caplog.text
     span = traced.span("lucky.guard.decision")
     [event] = span.events
     assert event.name == "lucky.guard.rollback"

@@ -306,7 +306,7 @@ class GuardPolicy(_GuardModel):
                     "lucky_stages",
                     "stages must increase: stage {index} ({now}%) is not above the one before ({before}%)",
                     {
-                        "index": index,
+                        "index": index + 1,  # 1-based, as the CLI numbers stages
                         "now": f"{value[index].percent:g}",
                         "before": f"{value[index - 1].percent:g}",
                         "loc_suffix": (index,),

@@ -433,7 +433,7 @@ def _announce(event: Mapping[str, Any], tracer: Any) -> None:
     log(
         "guarded rollout: %s at stage %d (%g %%) -> %s [%s] (calls legacy=%s registry=%s)",
         action,
-        event["stage_index"],
+        event["stage_index"] + 1,  # people count stages from 1, as `status` and `history` do
         event["from_percent"],
         target,
         summary,

@@ -129,6 +129,8 @@ class RedisConnection:
         )
         self._lock = threading.Lock()
         self._down = False
+        self._refused = False
+        """The outage began with Redis refusing the credentials (a wrong password, not a network)."""
         self._retry_at = 0.0
         self._recovery: list[Callable[[], None]] = []
         self._tickers: list[Callable[[float], None]] = []
@@ -161,16 +163,25 @@ class RedisConnection:
         return self._down
 
     def unavailable(self) -> StateUnavailableError:
+        if self._refused:
+            return StateUnavailableError(
+                f"Redis at {safe_url(self.url)} refused the credentials (check the password and user)"
+            )
         return StateUnavailableError(f"Redis at {safe_url(self.url)} is unreachable")
 
     def mark_down(self, exc: BaseException) -> None:
+        import redis
+
         with self._lock:
             if not self._down:
+                self._refused = isinstance(exc, redis.exceptions.AuthenticationError)
                 logger.warning(
-                    "Redis state store at %s is unreachable (%s): using the last known flags and the "
+                    "Redis state store at %s %s (%s): using the last known flags and the "
                     "budget outage policy until it is back",
                     safe_url(self.url),
+                    "refused the credentials" if self._refused else "is unreachable",
                     type(exc).__name__,
+                    extra={"lucky_state_outage": True},  # the CLI, which says it itself, drops it
                 )
             self._down = True
             self._retry_at = time.monotonic() + self._reconnect_every_s
