@@ -172,6 +172,15 @@ async def test_feedback_is_stored_with_its_calls_path_and_stage(state, fake_upst
     assert ll.feedback_sync("never-made", "thumbs_up", 1, models=rollout.models) is False
 
 
+def test_feedback_for_an_unknown_call_says_why_at_debug(caplog):
+    import logging
+
+    with caplog.at_level(logging.DEBUG, logger="lucky_litellm.guard"):
+        assert ll.feedback_sync("made-elsewhere", "thumbs_up", 1, models=Models({}, environ={})) is False
+    [record] = [r for r in caplog.records if r.name == "lucky_litellm.guard"]
+    assert "made-elsewhere" in record.getMessage() and "pass models=" in record.getMessage()
+
+
 @pytest.mark.parametrize(
     ("arguments", "named"),
     [

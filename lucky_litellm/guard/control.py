@@ -8,11 +8,14 @@ off the event loop. `feedback` has an async form and a `_sync` one, like `comple
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .store import GuardError, GuardState, GuardStore
+
+logger = logging.getLogger("lucky_litellm.guard")
 
 if TYPE_CHECKING:
     from ..registry import Models
@@ -176,11 +179,32 @@ async def feedback(request_id: str, name: str, value: float, *, models: Models |
     call `request_id` (`routing_of(response).request_id`), on that call's path and stage, so the
     guard compares it between paths when the policy names it (``feedback.<name>``).
 
+    `models` is the registry that made the call; default: the default registry. Calls made through
+    your own `Models(...)` are only known to its store: pass ``models=`` (or share a ``stateUrl``),
+    else the call is not found.
+
     Returns True when stored, False when the call is unknown: no guard was running when it was
-    made, or it is older than a day. Bad arguments raise `FeedbackError` naming the argument."""
-    return await _store(models).add_feedback_async(request_id, name, value)
+    made, it is older than a day, or it was made through another registry (`models`); the reason
+    is logged at DEBUG on ``lucky_litellm.guard``. Bad arguments raise `FeedbackError` naming the
+    argument."""
+    stored = await _store(models).add_feedback_async(request_id, name, value)
+    if not stored:
+        _log_unknown(request_id, models)
+    return stored
 
 
 def feedback_sync(request_id: str, name: str, value: float, *, models: Models | None = None) -> bool:
     """`feedback` for synchronous code."""
-    return _store(models).add_feedback(request_id, name, value)
+    stored = _store(models).add_feedback(request_id, name, value)
+    if not stored:
+        _log_unknown(request_id, models)
+    return stored
+
+
+def _log_unknown(request_id: str, models: Models | None) -> None:
+    logger.debug(
+        "feedback for request %.60r not stored: that call is unknown to %s (no guard was running when "
+        "it was made, it is older than a day, or it was made through another registry: pass models=)",
+        request_id,
+        "the default registry's store" if models is None else "this registry's store",
+    )
