@@ -700,7 +700,7 @@ def _load_policy_file(path: str) -> tuple[dict[str, Any], LineMap]:
     "thresholds",
     multiple=True,
     metavar="METRIC=LIMIT",
-    help="Regression threshold, e.g. error_rate=+1pp, p95_latency=+20%, feedback.thumbs_up=-5pp "
+    help="Regression threshold, e.g. error_rate=+1pp, p95_latency=+20%, feedback.thumbs_up=-0.05 "
     "(repeatable).",
 )
 @_LOCAL
