@@ -16,11 +16,14 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .errors import LuckyError, UnknownUserError
+
+if TYPE_CHECKING:
+    from .yaml_loader import LineMap
 
 
 @contextmanager
@@ -682,26 +685,16 @@ def guard() -> None:
     switch) as soon as one is shown worse. Serving processes sharing the store do the work."""
 
 
-def _load_policy_file(path: str) -> dict[str, Any]:
-    """A policy file: the policy's fields, or a models.yaml whose ``rollout: guard:`` holds them."""
-    import yaml
+def _load_policy_file(path: str) -> tuple[dict[str, Any], LineMap]:
+    """A policy file: the policy's fields, or a models.yaml whose ``rollout: guard:`` holds them,
+    with the lines they were written on (so errors read ``file.yaml:7``, as ``validate``'s do)."""
+    from .yaml_loader import load_yaml
 
-    from .guard.store import GuardError
-
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise GuardError(f"--policy {path}: cannot read it ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise GuardError(f"--policy {path}: not YAML ({exc})") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise GuardError(f"--policy {path}: expected a mapping of policy fields, got {type(raw).__name__}")
+    raw, lines = load_yaml(Path(path))
     rollout_section = raw.get("rollout")
     if isinstance(rollout_section, dict) and isinstance(rollout_section.get("guard"), dict):
-        return dict(rollout_section["guard"])
-    return raw
+        return dict(rollout_section["guard"]), lines.under(("rollout", "guard"))
+    return raw, lines
 
 
 @guard.command(name="start")
@@ -746,8 +739,10 @@ def guard_start(
         configured = getattr(models.config.rollout, "guard", None)
         if configured is not None:
             merge(raw, configured.model_dump(mode="json", exclude_none=True))
+        lines = None
         if policy_file:
-            merge(raw, _load_policy_file(policy_file))
+            fields, lines = _load_policy_file(policy_file)
+            merge(raw, fields)
             source = policy_file
         if stages is not None:
             try:
@@ -770,7 +765,7 @@ def guard_start(
                     )
                 metrics[metric.strip()] = limit.strip()
             raw["metrics"] = metrics
-        policy = as_policy(raw, source=source)
+        policy = as_policy(raw, source=source, lines=lines)
         _require_shared(models, local, "serving processes would never see this guard")
         state = start_guard(policy, models=models)
     shares = ", ".join(f"{stage.percent:g}" for stage in policy.stages)

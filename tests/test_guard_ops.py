@@ -172,6 +172,15 @@ async def test_feedback_is_stored_with_its_calls_path_and_stage(state, fake_upst
     assert ll.feedback_sync("never-made", "thumbs_up", 1, models=rollout.models) is False
 
 
+def test_feedback_for_an_unknown_call_says_why_at_debug(caplog):
+    import logging
+
+    with caplog.at_level(logging.DEBUG, logger="lucky_litellm.guard"):
+        assert ll.feedback_sync("made-elsewhere", "thumbs_up", 1, models=Models({}, environ={})) is False
+    [record] = [r for r in caplog.records if r.name == "lucky_litellm.guard"]
+    assert "made-elsewhere" in record.getMessage() and "pass models=" in record.getMessage()
+
+
 @pytest.mark.parametrize(
     ("arguments", "named"),
     [
@@ -539,3 +548,19 @@ def test_status_at_100_columns_keeps_every_header_whole_and_the_chart_uncut(stat
 
     [row] = [line for line in text.splitlines() if line.lstrip().startswith("error_rate")]
     assert re.search(r"[·│┆]{17,}", row), text  # the chart (no figures yet: dots) drawn whole
+
+
+def test_cli_policy_file_errors_name_the_file_and_line(tmp_path):
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("stages:\n  - 5\n  - 50\n  - 150\nmetrics:\n  p95_latency: +20\n  errr: +1pp\n")
+    out = cli(CliRunner(), "guard", "start", "--policy", str(bad), code=1)
+    assert f"{bad}:4" in out and "stages.2" in out and "must be at most 100" in out
+    assert f"{bad}:6" in out and "p95_latency needs a unit" in out
+    assert f"{bad}:7" in out and "unknown metric 'errr'" in out
+
+
+def test_cli_policy_file_may_be_a_models_yaml_and_keeps_its_lines(tmp_path):
+    bad = tmp_path / "models.yaml"
+    bad.write_text("rollout:\n  guard:\n    minCalls: 0\n")
+    out = cli(CliRunner(), "guard", "start", "--policy", str(bad), code=1)
+    assert f"{bad}:3" in out and "minCalls" in out

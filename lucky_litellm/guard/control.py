@@ -8,14 +8,18 @@ off the event loop. `feedback` has an async form and a `_sync` one, like `comple
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .store import GuardError, GuardState, GuardStore
 
+logger = logging.getLogger("lucky_litellm.guard")
+
 if TYPE_CHECKING:
     from ..registry import Models
+    from ..yaml_loader import LineMap
     from .policy import GuardPolicy
 
 __all__ = [
@@ -39,14 +43,16 @@ def _store(models: Models | None) -> GuardStore:
     return models.state.guard
 
 
-def as_policy(policy: GuardPolicy | Mapping[str, Any] | None, *, source: str | None = None) -> GuardPolicy:
+def as_policy(
+    policy: GuardPolicy | Mapping[str, Any] | None, *, source: str | None = None, lines: LineMap | None = None
+) -> GuardPolicy:
     """A `GuardPolicy` from a policy, a mapping of its fields (camelCase or snake_case), or None
     (the defaults); a bad one is a `ConfigError` naming each field that is wrong."""
     from .policy import validate_guard_policy
 
     if policy is not None and not isinstance(policy, Mapping) and not hasattr(policy, "model_dump"):
         raise GuardError(f"policy must be a GuardPolicy or a mapping, got {type(policy).__name__}")
-    return validate_guard_policy(policy, source=source)
+    return validate_guard_policy(policy, source=source, lines=lines)
 
 
 def start_guard(
@@ -173,11 +179,32 @@ async def feedback(request_id: str, name: str, value: float, *, models: Models |
     call `request_id` (`routing_of(response).request_id`), on that call's path and stage, so the
     guard compares it between paths when the policy names it (``feedback.<name>``).
 
+    `models` is the registry that made the call; default: the default registry. Calls made through
+    your own `Models(...)` are only known to its store: pass ``models=`` (or share a ``stateUrl``),
+    else the call is not found.
+
     Returns True when stored, False when the call is unknown: no guard was running when it was
-    made, or it is older than a day. Bad arguments raise `FeedbackError` naming the argument."""
-    return await _store(models).add_feedback_async(request_id, name, value)
+    made, it is older than a day, or it was made through another registry (`models`); the reason
+    is logged at DEBUG on ``lucky_litellm.guard``. Bad arguments raise `FeedbackError` naming the
+    argument."""
+    stored = await _store(models).add_feedback_async(request_id, name, value)
+    if not stored:
+        _log_unknown(request_id, models)
+    return stored
 
 
 def feedback_sync(request_id: str, name: str, value: float, *, models: Models | None = None) -> bool:
     """`feedback` for synchronous code."""
-    return _store(models).add_feedback(request_id, name, value)
+    stored = _store(models).add_feedback(request_id, name, value)
+    if not stored:
+        _log_unknown(request_id, models)
+    return stored
+
+
+def _log_unknown(request_id: str, models: Models | None) -> None:
+    logger.debug(
+        "feedback for request %.60r not stored: that call is unknown to %s (no guard was running when "
+        "it was made, it is older than a day, or it was made through another registry: pass models=)",
+        request_id,
+        "the default registry's store" if models is None else "this registry's store",
+    )

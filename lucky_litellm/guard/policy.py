@@ -48,7 +48,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -63,6 +63,9 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ..errors import ConfigError, ConfigIssue
+
+if TYPE_CHECKING:
+    from ..yaml_loader import LineMap
 
 __all__ = [
     "BUILTIN_METRICS",
@@ -362,11 +365,15 @@ class GuardPolicy(_GuardModel):
 
 
 def validate_guard_policy(
-    data: Mapping[str, Any] | GuardPolicy | None, *, source: str | None = None
+    data: Mapping[str, Any] | GuardPolicy | None,
+    *,
+    source: str | None = None,
+    lines: LineMap | None = None,
 ) -> GuardPolicy:
     """A `GuardPolicy` from a mapping (``rollout.guard`` of models.yaml, or its own file).
 
-    Raises `ConfigError` listing every problem with its path (``metrics.cost``, ``stages.2``)."""
+    Raises `ConfigError` listing every problem with its path (``metrics.cost``, ``stages.2``), and
+    its file and line when `lines` (from `yaml_loader.load_yaml`) says where the policy was written."""
     from ..config.issues import pydantic_issues
     from ..yaml_loader import LineMap
 
@@ -380,5 +387,5 @@ def validate_guard_policy(
         return GuardPolicy.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
-            pydantic_issues(GuardPolicy, exc, LineMap(file=source)), "invalid guard policy"
+            pydantic_issues(GuardPolicy, exc, lines or LineMap(file=source)), "invalid guard policy"
         ) from None

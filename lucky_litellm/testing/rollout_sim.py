@@ -145,7 +145,9 @@ def _numpy() -> Any:
     try:
         import numpy
     except ImportError as exc:  # pragma: no cover - numpy is in the test extra
-        raise ImportError("the rollout simulator needs numpy: pip install 'lucky-litellm[test]'") from exc
+        raise ImportError(
+            "the rollout simulator needs numpy, the 'sim' extra: pip install -e '.[sim]' from a clone"
+        ) from exc
     return numpy
 
 
