@@ -56,6 +56,7 @@ def _models(config: str | None) -> Any:
 
 TABLE_WIDTH = 100
 """Width of tables printed to a file or pipe (a terminal's own width is used otherwise)."""
+MAX_UNWRAPPED = 32
 GUARD_TABLE_WIDTH = 130
 """Width of `rollout guard status` printed to a file or pipe: its charts need the room."""
 
@@ -76,7 +77,7 @@ def print_table(
     from rich.console import Console
     from rich.table import Table
 
-    from .tables import fit_columns
+    from .tables import chrome_width, fit_columns
 
     console = Console(width=width)
     if width is None and not console.is_terminal:
@@ -90,7 +91,11 @@ def print_table(
     ]
     for header in names:
         table.add_column(header, overflow="fold")
-    fit_columns(table, console.width, widths, [len(header) for header in names])
+    # short values (names, numbers) stay on one line while long text wraps
+    preferred = [min(natural, MAX_UNWRAPPED) for natural in widths]
+    if width is None and not console.is_terminal:  # a file or pipe: as wide as short values need
+        console = Console(width=max(TABLE_WIDTH, sum(preferred) + chrome_width(table)))
+    fit_columns(table, console.width, widths, [len(header) for header in names], preferred)
     for row in cells:
         table.add_row(*row)
     console.print(table)

@@ -17,14 +17,25 @@ def chrome_width(table: Any) -> int:
     return int(table._extra_width) + sum(table._get_padding_width(i) for i in range(len(table.columns)))
 
 
-def fit_columns(table: Any, width: int, natural: Sequence[int], floors: Sequence[int]) -> None:
-    """Give each column of `table` a fixed width so the table fits `width` if the floors allow."""
+def fit_columns(
+    table: Any,
+    width: int,
+    natural: Sequence[int],
+    floors: Sequence[int],
+    preferred: Sequence[int] | None = None,
+) -> None:
+    """Give each column of `table` a fixed width so the table fits `width` if the floors allow;
+    columns are narrowed to their `preferred` floor (e.g. short names kept on one line) before
+    any goes below it."""
     widths = [max(n, f) for n, f in zip(natural, floors, strict=True)]
     chrome = chrome_width(table)
-    while sum(widths) + chrome > width:
-        index = max(range(len(widths)), key=lambda i: widths[i] if widths[i] > floors[i] else -1)
-        if widths[index] <= floors[index]:
-            break
-        widths[index] -= 1
+    for limit in ([max(p, f) for p, f in zip(preferred, floors, strict=True)] if preferred else [], floors):
+        if not limit:
+            continue
+        while sum(widths) + chrome > width:
+            index = max(range(len(widths)), key=lambda i: widths[i] if widths[i] > limit[i] else -1)
+            if widths[index] <= limit[index]:
+                break
+            widths[index] -= 1
     for column, fixed in zip(table.columns, widths, strict=True):
         column.width = fixed
