@@ -67,22 +67,35 @@ def print_table(
     *,
     title: str | None = None,
     width: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> None:
     """A rich table whose cells wrap at word boundaries instead of being cut; plain text (no
-    colour codes) when the output is not a terminal, so it reads the same in CI logs."""
+    colour codes) when the output is not a terminal, so it reads the same in CI logs. A header
+    is never split or cut: each column is at least as wide as its header (`headers` renames a
+    column's header, e.g. to keep a wide table within 100 columns)."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
+
+    from .tables import chrome_width, fit_columns
 
     console = Console(width=width)
     if width is None and not console.is_terminal:
         console = Console(width=TABLE_WIDTH)
     table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
     cells = [[_cell(row.get(column), list_separator="\n") for column in columns] for row in rows]
-    for index, column in enumerate(columns):
-        longest = max((len(line) for row in cells for line in row[index].splitlines()), default=0)
-        # short values (names, numbers) stay on one line; only long text wraps
-        table.add_column(column.upper(), overflow="fold", min_width=min(longest, MAX_UNWRAPPED))
+    names = [(headers or {}).get(column, column).upper() for column in columns]
+    widths = [
+        max([len(header)] + [len(line) for row in cells for line in row[index].splitlines()])
+        for index, header in enumerate(names)
+    ]
+    for header in names:
+        table.add_column(header, overflow="fold")
+    # short values (names, numbers) stay on one line while long text wraps
+    preferred = [min(natural, MAX_UNWRAPPED) for natural in widths]
+    if width is None and not console.is_terminal:  # a file or pipe: as wide as short values need
+        console = Console(width=max(TABLE_WIDTH, sum(preferred) + chrome_width(table)))
+    fit_columns(table, console.width, widths, [len(header) for header in names], preferred)
     for row in cells:
         table.add_row(*row)
     console.print(table)
@@ -894,7 +907,18 @@ def health(ctx: click.Context, state_url: str | None, prefix: str, as_json: bool
         click.echo(f"no model has been called through {state.location} yet")
         return
     columns = ["model", "state", "in_a_row", "calls", "failures", "error_rate", "cooldown_s", "probe"]
-    print_table(rows, [*columns, "opens", "last_failure", "reason"], title="circuits")
+    print_table(rows, [*columns, "opens", "last_failure", "reason"], title="circuits", headers=HEALTH_HEADERS)
+
+
+HEALTH_HEADERS = {
+    "in_a_row": "streak",
+    "failures": "fails",
+    "error_rate": "err",
+    "cooldown_s": "cool_s",
+    "last_failure": "last_fail",
+}
+"""Short headers for `health`'s eleven columns, so they fit 100 columns unsplit (`--json` keeps
+the field names)."""
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -412,3 +412,27 @@ def test_a_stage_out_of_order_is_named_by_its_1_based_number_as_status_counts_th
     )
     assert result.exit_code == 1
     assert "stage 3 (25%) is not above the one before (50%)" in result.output, result.output
+
+
+def test_health_table_at_100_columns_never_splits_a_header(capsys):
+    from lucky_litellm.cli import HEALTH_HEADERS, print_table
+
+    row = {
+        "model": "openai/gpt-4.1-mini-2025-04-14",
+        "state": "half-open",
+        "in_a_row": 12,
+        "calls": 1234,
+        "failures": 345,
+        "error_rate": "28%",
+        "cooldown_s": "29.9",
+        "probe": "in flight",
+        "opens": 7,
+        "last_failure": "12.3 s ago",
+        "reason": "APIConnectionError: connection refused by the upstream at 127.0.0.1:9",
+    }
+    print_table([row], list(row), title="circuits", width=100, headers=HEALTH_HEADERS)
+    text = capsys.readouterr().out
+    header = next(line for line in text.splitlines() if "MODEL" in line)
+    for column in row:
+        assert HEALTH_HEADERS.get(column, column).upper() in header, text
+    assert max(len(line) for line in text.splitlines()) <= 100

@@ -518,6 +518,38 @@ def test_cli_policy_file_errors_name_the_file(tmp_path):
     assert "bad.yaml" in out
 
 
+def test_status_at_100_columns_keeps_every_header_whole_and_the_chart_uncut(state):
+    import io
+
+    from rich.console import Console
+
+    from lucky_litellm.guard.report import render_terminal
+
+    models = Models({}, environ={}, state=state)
+    metrics = {"error_rate": "+50pp", "p95_latency": "+20%", "cost": "+10%", "feedback.thumbs_up": "-0.1"}
+    start_guard({**NEVER, "metrics": metrics}, models=models)
+    out = io.StringIO()
+    render_terminal(guard_status(models=models), Console(width=100, file=out, color_system=None))
+    text = out.getvalue()
+    [header] = [line for line in text.splitlines() if "METRIC" in line]
+    for column in (
+        "METRIC",
+        "LEGACY",
+        "REGISTRY",
+        "DIFF",
+        "INTERVAL",
+        "THRESHOLD",
+        "VERDICT",
+        "REGISTRY − LEGACY",
+    ):
+        assert column in header, text
+    assert "…" not in text, text
+    import re
+
+    [row] = [line for line in text.splitlines() if line.lstrip().startswith("error_rate")]
+    assert re.search(r"[·│┆]{17,}", row), text  # the chart (no figures yet: dots) drawn whole
+
+
 def test_cli_policy_file_errors_name_the_file_and_line(tmp_path):
     bad = tmp_path / "policy.yaml"
     bad.write_text("stages:\n  - 5\n  - 50\n  - 150\nmetrics:\n  p95_latency: +20\n  errr: +1pp\n")

@@ -162,6 +162,8 @@ def render_terminal(report: GuardReport, console: Console) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from ..tables import chrome_width, fit_columns
+
     state = report.state
     if not state.run_id:
         console.print("no guarded rollout has run on this store")
@@ -178,21 +180,43 @@ def render_terminal(report: GuardReport, console: Console) -> None:
         if stage.state == "pending":
             continue
         table = Table(title=_stage_title(stage), box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
-        for column in ("METRIC", "LEGACY", "REGISTRY", "DIFF", "INTERVAL", "THRESHOLD", "VERDICT"):
-            table.add_column(column, no_wrap=True)
-        table.add_column("REGISTRY − LEGACY", no_wrap=True)
-        for raw in stage.figures:
-            fig = _figure(raw)
-            table.add_row(
+        headers = (
+            "METRIC",
+            "LEGACY",
+            "REGISTRY",
+            "DIFF",
+            "INTERVAL",
+            "THRESHOLD",
+            "VERDICT",
+            "REGISTRY − LEGACY",
+        )
+        for column in headers:
+            table.add_column(column, overflow="fold")
+        figs = [_figure(raw) for raw in stage.figures]
+        rows = [
+            [
                 fig["metric"],
                 value_text(fig["metric"], fig["legacy"]),
                 value_text(fig["metric"], fig["registry"]),
                 difference_text(fig, fig["difference"]),
                 _interval(fig),
                 _threshold(fig),
-                Text(fig["verdict"], style=_VERDICT_STYLE.get(fig["verdict"], "yellow")),
-                interval_bar(fig),
-            )
+                fig["verdict"],
+            ]
+            for fig in figs
+        ]
+        # a narrow console folds the values, never a header; the chart narrows to what is left
+        floors = [len(header) for header in headers]
+        floors[6] = max(floors[6], len("undecided"))
+        natural = [max([len(headers[i])] + [len(row[i]) for row in rows]) for i in range(len(headers) - 1)]
+        floors[0] = max(floors[0], min(natural[0], 12))  # short metric names stay whole
+        left = console.width - chrome_width(table) - sum(floors[:-1])
+        chart = max(len(headers[-1]), min(CHART_WIDTH, left))
+        floors[-1] = chart
+        fit_columns(table, console.width, [*natural, chart], floors)
+        for fig, row in zip(figs, rows, strict=True):
+            verdict = Text(row[-1], style=_VERDICT_STYLE.get(fig["verdict"], "yellow"))
+            table.add_row(*row[:-1], verdict, interval_bar(fig, chart))
         if not stage.figures:
             table.add_row("(no figures yet)", "", "", "", "", "", "", "")
         console.print(table)
