@@ -6,12 +6,15 @@ import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from lucky_litellm.state import State, state_from_url
 from lucky_litellm.testing import FakeUpstream
+from lucky_litellm.testing.redis_server import RedisServer
 
 pytest_plugins = ["lucky_litellm.testing.pytest_plugin"]
 
@@ -47,3 +50,27 @@ def make_models(fake_upstream: FakeUpstream) -> Callable[..., Any]:
 @pytest.fixture
 def models(make_models: Callable[..., Any]) -> Any:
     return make_models()
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """One real server for the module (skips without the binary, fails under CI=true)."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix of the test's own, so tests sharing a module's server never see each other."""
+    return f"test-{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture(params=["memory", "redis"])
+def state(request: pytest.FixtureRequest, prefix: str) -> Iterator[State]:
+    """The test once on the in-memory state and once on a real Redis."""
+    if request.param == "memory":
+        yield state_from_url(None)
+        return
+    shared = state_from_url(request.getfixturevalue("redis_server").url, prefix=prefix)
+    yield shared
+    shared.close()

@@ -12,8 +12,7 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,7 +26,6 @@ from lucky_litellm.guard.store import FeedbackError, GuardError, GuardState
 from lucky_litellm.rollout import Rollout
 from lucky_litellm.state import State, state_from_url
 from lucky_litellm.testing import Behavior, FakeUpstream
-from lucky_litellm.testing.redis_server import RedisServer
 
 from .conftest import MESSAGES, PLANTED_KEYS, upstream_config
 
@@ -41,27 +39,6 @@ QUICK = {"stages": [25, 50, 100], "minCalls": 30, "minSeconds": 0, "metrics": {"
 """A policy that decides after a few dozen calls per path (the statistic needs 30)."""
 NEVER = {"stages": [50, 100], "minCalls": 100_000, "metrics": {"error_rate": "+50pp"}}
 """A policy that records but never advances in a test's lifetime."""
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"guard-{uuid.uuid4().hex[:8]}:"
-
-
-@pytest.fixture(params=["memory", "redis"])
-def state(request: pytest.FixtureRequest, prefix: str) -> Iterator[State]:
-    if request.param == "memory":
-        yield state_from_url(None)
-        return
-    shared = state_from_url(request.getfixturevalue("redis_server").url, prefix=prefix)
-    yield shared
-    shared.close()
 
 
 def build(upstream: FakeUpstream, state: State) -> Rollout:

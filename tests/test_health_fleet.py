@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,17 +24,6 @@ from .conftest import MESSAGES, PLANTED_KEYS, upstream_config
 
 DEAD, OK = "openai/gpt-4.1-mini", "openai/gpt-4.1-nano"
 DEAD_NAME = "gpt-4.1-mini"
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"test-{uuid.uuid4().hex[:8]}:"
 
 
 def fleet_config(up: FakeUpstream, cooldown_ms: float = 300) -> dict[str, Any]:

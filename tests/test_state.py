@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,29 +25,6 @@ from lucky_litellm.testing import Behavior
 from lucky_litellm.testing.redis_server import LatencyProxy, RedisServer
 
 from .conftest import MESSAGES, PLANTED_KEYS, upstream_config
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    """One real server for the module (skips without the binary, fails under CI=true)."""
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"test-{uuid.uuid4().hex[:8]}:"
-
-
-@pytest.fixture(params=["memory", "redis"])
-def state(request: pytest.FixtureRequest, prefix: str) -> Iterator[State]:
-    if request.param == "memory":
-        yield state_from_url(None)
-        return
-    server = request.getfixturevalue("redis_server")
-    shared = state_from_url(server.url, prefix=prefix)
-    yield shared
-    shared.close()
 
 
 def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
