@@ -35,6 +35,7 @@ from .bucketing import Decision, RolloutPolicy
 from .routing import Attempt, Routing, attach_routing
 
 if TYPE_CHECKING:
+    from .guard.store import PathName
     from .registry import Models
     from .state import FlagStore
 
@@ -168,12 +169,7 @@ class Rollout:
         """The registry path: tiers, experiments, strategies, with `autoTier` applied."""
         models = self.models
         plan = models.resolve(models.registry_spec(spec), user_id=user_id)
-        recorder = models.state.guard.recording  # None unless a guarded rollout runs
-        if recorder is None:
-            return await models.run_plan(
-                plan, messages, user_id=user_id, request_id=request_id, rollout_path="registry", **kwargs
-            )
-        return await recorder.track(
+        return await self._recorded(
             "registry",
             lambda rid: models.run_plan(
                 plan, messages, user_id=user_id, request_id=rid, rollout_path="registry", **kwargs
@@ -192,12 +188,18 @@ class Rollout:
     ) -> Any:
         """One plain `litellm.acompletion` on the spec's concrete model: no strategy, no retries
         added, no budget; only a routing record and a span so the path stays visible."""
-        recorder = self.models.state.guard.recording  # None unless a guarded rollout runs
-        if recorder is None:
-            return await self._legacy_call(spec, messages, user_id, request_id, kwargs)
-        return await recorder.track(
+        return await self._recorded(
             "legacy", lambda rid: self._legacy_call(spec, messages, user_id, rid, kwargs), request_id
         )
+
+    async def _recorded(
+        self, path: PathName, call: Callable[[str | None], Awaitable[Any]], request_id: str | None
+    ) -> Any:
+        """Run `call(request_id)`; while a guarded rollout runs, its recorder times it for `path`."""
+        recorder = self.models.state.guard.recording  # None unless a guarded rollout runs
+        if recorder is None:
+            return await call(request_id)
+        return await recorder.track(path, call, request_id)
 
     async def _legacy_call(
         self,
