@@ -3,8 +3,11 @@
 A race of two models on the fake upstream (its own process, over HTTP), each answering in 60 ms
 except for 5 % of its calls, which take 2 s (a seeded pattern by call index). Each setting under
 test has its own registry and its own pair of upstream models, all scripted with the same slow
-calls, and the settings run side by side: in interleaved rounds from a fixed number of concurrent
-callers, so a change in the (shared, busy) machine's load falls on all of them alike.
+calls, and the settings run side by side: a fixed number of concurrent callers takes one request of
+each setting in turn, so every setting is in flight at every moment and a change in the (shared,
+busy) machine's load falls on all of them at once. (Rounds of one setting after another, as this
+benchmark first ran, waited for each round's slowest request while the other settings idled: 100 s
+for 15 s of CPU.)
 
 * **Sweep.** The fixed delays tried are the p50/p75/p90/p95/p99 of the fast path (a `first` call to
   a model without a tail, under the same load): what someone tuning `hedgeAfter` by hand would try.
@@ -28,11 +31,13 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks.common import (
     KEY,
     MESSAGES,
+    Progress,
     ScriptedUpstream,
     parser,
     percentile,
@@ -45,7 +50,9 @@ FAST_MS, SLOW_MS, SLOW_SHARE = 60.0, 2000.0, 0.05
 PLAIN = "plain"
 """A model without a tail: its `first` latencies are the fast path the sweep is built from."""
 CONCURRENCY = 16
-ROUNDS = 10
+"""Callers in flight, in all: the fast path is measured at the same concurrency."""
+WARMUP = 40
+"""Requests per setting before measuring: connections, and `auto`'s latency window."""
 BUDGET = 0.10
 SWEEP = (0.8, 0.9, 0.95, 0.99)
 """Fast-path quantiles tried as fixed delays (below p80 a fixed delay hedges > 10 % of calls)."""
@@ -77,29 +84,23 @@ class _Setting:
         self.models.load_user_config("bench", {"experiments": {"x": race}})
         self.times: list[float] = []
         self.delays: list[float] = []
-        self.fired = [0, 0]  # hedges fired by requests of the first half, of the second half
+        self.requests = [0, 0]  # requests started before the slowdown, after it
+        self.fired = [0, 0]  # hedges fired by those requests
         self.refused = 0
 
-    async def load(self, requests: int, *, late: bool = False, record: bool = True) -> None:
-        """`requests` calls from CONCURRENCY callers."""
+    async def call(self, *, late: bool = False, record: bool = True) -> None:
+        """One request; `late`: it started after the upstream slowed down."""
         from lucky_litellm import routing_of
 
-        left = requests
-
-        async def caller() -> None:
-            nonlocal left
-            while left > 0:
-                left -= 1
-                begin = time.perf_counter()
-                routing = routing_of(await self.models.complete("user:bench:x", MESSAGES))
-                if record:
-                    self.times.append((time.perf_counter() - begin) * 1000)
-                    self.fired[late] += routing.hedges
-                    self.refused += routing.hedges_refused
-                    if routing.hedge_delay_ms is not None:
-                        self.delays.append(routing.hedge_delay_ms)
-
-        await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
+        begin = time.perf_counter()
+        routing = routing_of(await self.models.complete("user:bench:x", MESSAGES))
+        if record:
+            self.times.append((time.perf_counter() - begin) * 1000)
+            self.requests[late] += 1
+            self.fired[late] += routing.hedges
+            self.refused += routing.hedges_refused
+            if routing.hedge_delay_ms is not None:
+                self.delays.append(routing.hedge_delay_ms)
 
     def result(self, calls: int, *, halves: bool) -> dict[str, Any]:
         requests = len(self.times)
@@ -113,27 +114,49 @@ class _Setting:
             "hedges_refused": self.refused,
             "delay_p50_ms": round(percentile(self.delays, 0.5), 1) if self.delays else None,
         }
-        if halves:  # hedges per request, first and second half
-            out["extra_first_half"] = round(self.fired[0] / (requests / 2), 3)
-            out["extra_second_half"] = round(self.fired[1] / (requests / 2), 3)
+        if halves:  # hedges per request, before and after the slowdown
+            out["extra_first_half"] = round(self.fired[0] / max(self.requests[0], 1), 3)
+            out["extra_second_half"] = round(self.fired[1] / max(self.requests[1], 1), 3)
         return out
+
+
+async def _dealt(
+    settings: list[_Setting],
+    requests: int,
+    *,
+    record: bool = True,
+    halfway: Callable[[], object] | None = None,
+) -> None:
+    """`requests` calls per setting from CONCURRENCY callers in all, dealt in turn (one request of
+    each setting, then the next one of each, the order reversed every other turn): every setting
+    is in flight at every moment, so a change in the machine's load falls on all of them at once,
+    and a request that waits 2 s holds one caller rather than the whole run. `halfway` is called
+    once half of the requests have started; the requests started after it are `late`."""
+    turns = [settings if i % 2 == 0 else settings[::-1] for i in range(requests)]
+    queue = iter([setting for turn in turns for setting in turn])
+    half = len(settings) * requests // 2
+    started = 0
+
+    async def caller() -> None:
+        nonlocal started
+        for setting in queue:
+            if halfway is not None and started == half:
+                halfway()
+            late = halfway is not None and started >= half
+            started += 1
+            await setting.call(late=late, record=record)
+
+    await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
 
 
 async def _side_by_side(
     upstream: ScriptedUpstream, settings: list[_Setting], requests: int, *, slow_down: bool = False
 ) -> list[dict[str, Any]]:
-    """Every setting runs `requests` calls, in ROUNDS interleaved rounds, so a change in the
-    machine's load falls on all of them alike; with `slow_down`, every latency of the upstream
-    doubles after half of the rounds."""
-    for setting in settings:  # warm-up: connections, and `auto`'s latency window
-        await setting.load(40, record=False)
+    """Every setting runs `requests` calls, all of them side by side (`_dealt`); with
+    `slow_down`, every latency of the upstream doubles once half of the requests have started."""
+    await _dealt(settings, WARMUP, record=False)  # connections, and `auto`'s latency window
     before = upstream.reset()  # every pair meets the same slow calls, from the same call index
-    for round_ in range(ROUNDS):
-        late = slow_down and round_ >= ROUNDS // 2
-        if slow_down and round_ == ROUNDS // 2:
-            upstream.scale(2.0)
-        for setting in settings:
-            await setting.load(requests // ROUNDS, late=late)
+    await _dealt(settings, requests, halfway=(lambda: upstream.scale(2.0)) if slow_down else None)
     await asyncio.sleep(0.05)  # cancelled losers' requests reach the upstream's counters
     after = upstream.counts()
     calls = [sum(after[m] - before[m] for m in setting.pair) for setting in settings]
@@ -169,16 +192,20 @@ async def _run(quick: bool) -> dict[str, Any]:
         script[f"a{index}"] = {**tail, "seed": 0}
         script[f"b{index}"] = {**tail, "seed": 1}
     started = time.perf_counter()
+    step = Progress("adaptive_hedging")
     with scripted_upstream(script) as upstream:
         fast = await _fast_path(upstream, requests // 2)
         delays = sorted({round(percentile(fast, q), 1) for q in SWEEP})
+        step(f"fast path p80..p99: {', '.join(f'{d:g}' for d in delays)} ms")
         values: list[float | str] = [*delays, "auto"]
         settings = [_Setting(upstream, i, value) for i, value in enumerate(values)]
         *sweep, auto = await _side_by_side(upstream, settings, requests)
         within = [run for run in sweep if run["extra_requests"] <= BUDGET] or sweep
         best = min(within, key=lambda run: run["p99_ms"])
+        step(f"sweep: p99 auto {auto['p99_ms']} ms, best fixed {best['p99_ms']} ms")
         second = [_Setting(upstream, pairs - 2, "auto"), _Setting(upstream, pairs - 1, best["hedge_after"])]
         slow_auto, slow_fixed = await _side_by_side(upstream, second, requests, slow_down=True)
+        step("slowdown")
     return {
         "concurrency": CONCURRENCY,
         "upstream": {"fast_ms": FAST_MS, "slow_ms": SLOW_MS, "slow_share": SLOW_SHARE},
