@@ -347,7 +347,7 @@ def test_streamed_answer_is_billed_once_with_the_upstream_cost(proxy: Proxy, ups
     assert [r["cost"] for r in records] == [pytest.approx((1000 * 0.15 + 100 * 0.6) / 1e6)]
 
 
-def test_the_engine_routes_group_carries_its_prices_in_model_info(proxy: Proxy, upstream: FakeUpstream) -> None:
+def test_the_engine_routes_group_carries_its_prices_in_model_info(proxy: Proxy) -> None:
     # Per-token prices in a deployment's litellm_params make litellm register them in its cost
     # map again on every call (~1 ms of CPU); in model_info the Router registers them once.
     _, headers = create(proxy, "tier:nano", user="alice")
