@@ -113,6 +113,29 @@ def test_the_window_slides_old_latencies_leave_it():
     assert (len(window), window.quantile(0.95)) == (20, 10)
 
 
+async def test_a_burst_of_slow_answers_holds_the_delay_up_for_a_quarter_of_the_window(make_models, slow_a):
+    """A client stall delays every request in flight at once: 16 slow answers in a 200-answer
+    window are the whole top 5 %. They hold the delay up until 50 newer answers (the window's most
+    recent quarter) say otherwise, not until they age out of the whole window."""
+    models = make_models(**hedging(floor=1))
+    models.load_user_config("u", race("auto"))
+    await warm(models)
+    fill(models, A, [50.0] * 200 + [900.0] * 16)
+    stalled, _slow, _hedge = await hedged_once(models)
+    fill(models, A, [50.0] * 50)
+    after, _slow, _hedge = await hedged_once(models)
+    assert (stalled.hedge_delay_ms, after.hedge_delay_ms) == (900, 50)
+
+
+async def test_a_lasting_rise_moves_the_delay_as_soon_as_it_is_the_top_5_percent(make_models, slow_a):
+    models = make_models(**hedging(floor=1))
+    models.load_user_config("u", race("auto"))
+    await warm(models)
+    fill(models, A, [50.0] * 200 + [300.0] * 11)  # 11 of the last 200: more than the top 5 %
+    routing, _slow, _hedge = await hedged_once(models)
+    assert routing.hedge_delay_ms == 300
+
+
 def test_auto_means_the_configured_quantile(make_models):
     models = make_models(**hedging(quantile="p99"))
     models.load_user_config("u", race("auto"))
