@@ -36,10 +36,9 @@ async def ask(up: FakeUpstream | str, model: str, **kwargs: Any) -> Any:
         model=f"openai/{model}",
         api_base=up if isinstance(up, str) else up.base_url,
         api_key="sk-fake",
-        messages=MESSAGES,
         num_retries=0,
         max_retries=0,
-        **kwargs,
+        **{"messages": MESSAGES, **kwargs},
     )
 
 
@@ -318,6 +317,40 @@ async def test_reset_clears_scripts_records_and_counters(fake_upstream):
     assert fake_upstream.calls == []
     assert fake_upstream.call_count() == fake_upstream.max_in_flight() == 0
     assert (await ask(fake_upstream, "m")).choices[0].message.content == "answer from m"
+
+
+def tagged(marker: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"hi {marker}"}]
+
+
+async def test_a_request_of_an_earlier_marker_is_a_stray_kept_out_of_the_records(fake_upstream):
+    fake_upstream.reset(marker="test-one")
+    fake_upstream.reset(marker="test-two")  # the next test: a shared upstream, a fresh marker
+    fake_upstream.script("m", [Behavior(status=503), Behavior(content="scripted")])
+
+    late = await ask(fake_upstream, "m", messages=tagged("test-one"))  # the first test's, read only now
+
+    assert late.choices[0].message.content == "answer from m"  # a plain answer, the script unspent
+    assert [call.body["messages"][0]["content"] for call in fake_upstream.strays] == ["hi test-one"]
+    assert fake_upstream.calls == [] and fake_upstream.call_count() == fake_upstream.max_in_flight() == 0
+    with pytest.raises(litellm.ServiceUnavailableError):
+        await ask(fake_upstream, "m", messages=tagged("test-two"))  # this test's own: counted, scripted
+    await ask(fake_upstream, "m")  # no marker at all (a call the code under test made itself): counted
+    assert [call.behavior.content for call in fake_upstream.calls] == [None, "scripted"]
+
+
+async def test_a_reset_without_a_marker_keeps_the_current_one(fake_upstream):
+    fake_upstream.reset(marker="test-one")
+    fake_upstream.reset(marker="test-two")
+    fake_upstream.reset()
+
+    await ask(fake_upstream, "m", messages=tagged("test-two"))
+    await ask(fake_upstream, "m", messages=tagged("test-one"))
+
+    assert [call.body["messages"][0]["content"] for call in fake_upstream.calls] == ["hi test-two"]
+    assert [call.body["messages"][0]["content"] for call in fake_upstream.strays] == ["hi test-one"]
+    with pytest.raises(ValueError, match="marker"):
+        fake_upstream.reset(marker="not one word")
 
 
 async def test_max_recorded_calls_keeps_the_latest_calls_and_exact_counts():

@@ -12,6 +12,7 @@ import json
 import os
 import textwrap
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,6 @@ pytestmark = pytest.mark.proxy
 
 ROOT = Path(__file__).resolve().parents[1]
 MASTER_KEY = "sk-test-master"
-HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 MODELS_YAML = """
 provider: local
@@ -211,9 +211,25 @@ def _local(model: str) -> dict[str, Any]:
     return {"model": model, "api_key": "sk-local"}
 
 
+class _Running:
+    marker = ""
+    """The running test's marker (set by `fresh_upstream`), carried by every request it sends."""
+
+
 @pytest.fixture(autouse=True)
-def fresh_upstream(upstream: FakeUpstream) -> None:
-    upstream.reset()
+def fresh_upstream(upstream: FakeUpstream) -> str:
+    """A clean upstream, scoped to a marker of this test's own. A request an earlier test sent (a
+    race loser, a hedge, a voter after consensus stopped) can reach the shared upstream after this
+    reset; it carries that test's marker, so it is a stray here, not one of this test's calls.
+    Requests without a marker are still counted: the marker can only hide an earlier test's."""
+    _Running.marker = f"test{uuid.uuid4().hex}"  # one word: no PII pattern rewrites it
+    upstream.reset(marker=_Running.marker)
+    return _Running.marker
+
+
+def hi(text: str = "hi") -> list[ChatCompletionMessageParam]:
+    """One user message, tagged with the running test's marker (see `fresh_upstream`)."""
+    return [{"role": "user", "content": f"{text} {_Running.marker}"}]
 
 
 def client(proxy: Proxy, key: str = MASTER_KEY) -> openai.OpenAI:
@@ -222,7 +238,7 @@ def client(proxy: Proxy, key: str = MASTER_KEY) -> openai.OpenAI:
 
 def create(proxy: Proxy, model: str, *, key: str = MASTER_KEY, **kwargs: Any) -> tuple[Any, dict[str, str]]:
     """A chat completion and the response headers."""
-    raw = client(proxy, key).chat.completions.with_raw_response.create(model=model, messages=HI, **kwargs)
+    raw = client(proxy, key).chat.completions.with_raw_response.create(model=model, messages=hi(), **kwargs)
     return raw.parse(), dict(raw.headers)
 
 
@@ -240,7 +256,7 @@ def billed(proxy: Proxy, call_id: str, timeout: float = 10.0) -> list[dict[str, 
 
 def error_of(proxy: Proxy, model: str, *, key: str = MASTER_KEY, **kwargs: Any) -> openai.APIStatusError:
     with pytest.raises(openai.APIStatusError) as info:
-        client(proxy, key).chat.completions.create(model=model, messages=HI, **kwargs)
+        client(proxy, key).chat.completions.create(model=model, messages=hi(), **kwargs)
     return info.value
 
 
@@ -323,7 +339,7 @@ def test_streamed_answer_is_billed_once_with_the_upstream_cost(proxy: Proxy, ups
     upstream.script("gpt-4o-mini", Behavior(content="Paris", prompt_tokens=1000, completion_tokens=100))
     upstream.script("gpt-4.1-nano", Behavior(latency_ms=5000))
     raw = client(proxy).chat.completions.with_raw_response.create(
-        model="user:alice:priced", messages=HI, user="alice", stream=True
+        model="user:alice:priced", messages=hi(), user="alice", stream=True
     )
     stream: openai.Stream[ChatCompletionChunk] = raw.parse()
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "Paris"
@@ -334,7 +350,7 @@ def test_streamed_answer_is_billed_once_with_the_upstream_cost(proxy: Proxy, ups
 def test_streamed_answer(proxy: Proxy, upstream: FakeUpstream) -> None:
     upstream.script("medium-m", Behavior(content="one two three four", completion_tokens=4, prompt_tokens=7))
     stream = client(proxy).chat.completions.create(
-        model="tier:medium", messages=HI, user="alice", stream=True, stream_options={"include_usage": True}
+        model="tier:medium", messages=hi(), user="alice", stream=True, stream_options={"include_usage": True}
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -349,7 +365,7 @@ def test_streamed_answer(proxy: Proxy, upstream: FakeUpstream) -> None:
 def test_streamed_race(proxy: Proxy, upstream: FakeUpstream) -> None:
     upstream.script("slow-x", Behavior(latency_ms=5000))
     stream = client(proxy).chat.completions.create(
-        model="user:alice:quick", messages=HI, user="alice", stream=True
+        model="user:alice:quick", messages=hi(), user="alice", stream=True
     )
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "answer from quick-y"
 
@@ -369,13 +385,15 @@ def test_a_concrete_model_of_a_tier_runs_as_that_tier_on_the_registry_path(
     assert headers["x-lucky-rollout-path"] == "registry"
 
 
-def test_middleware_of_models_yaml_runs_on_the_engine_route(proxy: Proxy, upstream: FakeUpstream) -> None:
-    message: ChatCompletionMessageParam = {"role": "user", "content": "write to jane@example.com"}
+def test_middleware_of_models_yaml_runs_on_the_engine_route(
+    proxy: Proxy, upstream: FakeUpstream, fresh_upstream: str
+) -> None:
     raw = client(proxy).chat.completions.with_raw_response.create(
-        model="tier:nano", messages=[message], user="alice"
+        model="tier:nano", messages=hi("write to jane@example.com"), user="alice"
     )
     assert raw.headers["x-lucky-route"] == "engine"
-    assert {call.body["messages"][0]["content"] for call in upstream.calls} == {"write to [EMAIL]"}
+    contents = {call.body["messages"][0]["content"] for call in upstream.calls}
+    assert contents == {f"write to [EMAIL] {fresh_upstream}"}
 
 
 def test_plain_deployment_is_left_alone(proxy: Proxy, upstream: FakeUpstream) -> None:
@@ -543,7 +561,9 @@ SLOW_ROUTES = [  # plans with a 2 s deadline; every model of each hangs in the t
 def _stream(proxy: Proxy, spec: str, user: str, **kwargs: Any) -> tuple[list[Any], BaseException | None]:
     """The chunks of a stream and the error that ended it (None for a clean end)."""
     chunks: list[Any] = []
-    stream = client(proxy).chat.completions.create(model=spec, messages=HI, user=user, stream=True, **kwargs)
+    stream = client(proxy).chat.completions.create(
+        model=spec, messages=hi(), user=user, stream=True, **kwargs
+    )
     try:
         for chunk in stream:
             chunks.append(chunk)
@@ -647,7 +667,7 @@ def test_a_stream_names_the_model_that_answered_and_its_cost(
 ) -> None:
     case.script(upstream, Behavior(content="Paris is nice", prompt_tokens=10, completion_tokens=3))
     raw = client(proxy).chat.completions.with_raw_response.create(
-        model=case.spec, messages=HI, user=case.user, stream=True, stream_options={"include_usage": True}
+        model=case.spec, messages=hi(), user=case.user, stream=True, stream_options={"include_usage": True}
     )
     chunks = list(raw.parse())
     assert raw.headers["x-lucky-winner"] == f"local/{case.answers}"
@@ -673,7 +693,7 @@ def test_a_default_openai_client_does_not_retry_lucky_502s(proxy: Proxy, upstrea
     upstream.script("broken-too", Behavior(status=500))
     retrying = openai.OpenAI(base_url=proxy.base_url, api_key=MASTER_KEY, timeout=30)  # max_retries=2
     with pytest.raises(openai.APIStatusError) as info:
-        retrying.chat.completions.create(model="user:alice:doomed", messages=HI, user="alice")
+        retrying.chat.completions.create(model="user:alice:doomed", messages=hi(), user="alice")
     assert info.value.status_code == 502
     assert info.value.response.headers.get("x-should-retry") == "false"
     lucky_fields = info.value.response.json()["error"]["provider_specific_fields"]
@@ -709,7 +729,7 @@ def test_a_client_cannot_point_lucky_at_another_endpoint_or_key(proxy: Proxy, up
                 upstream.script("slow-x", Behavior(latency_ms=5000))
                 try:
                     client(proxy).chat.completions.create(
-                        model=spec, messages=HI, user="alice", extra_body=body
+                        model=spec, messages=hi(), user="alice", extra_body=body
                     )
                 except openai.APIStatusError:
                     pass  # LiteLLM's own body check refused api_base/base_url (a 500, its choice)

@@ -123,6 +123,9 @@ class Call:
     ended_at: float | None = None
     outcome: Outcome | None = None
     generation: int = field(default=0, repr=False)
+    stray: bool = False
+    """Sent by an earlier marker scope and arriving late (see `FakeUpstream.reset(marker=...)`):
+    answered, but kept out of `calls` and every counter."""
 
     @property
     def duration_ms(self) -> float | None:

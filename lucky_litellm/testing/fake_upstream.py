@@ -180,14 +180,30 @@ class FakeUpstream:
     def default(self, behavior: Behavior) -> None:
         self._state.default = behavior
 
-    def reset(self) -> None:
-        """Clear scripts (default included) and every record and counter."""
-        self._state.reset()
+    def reset(self, *, marker: str | None = None) -> None:
+        """Clear scripts (default included) and every record and counter.
+
+        `marker` scopes the records for an upstream shared by several tests. A request can be
+        written by one test and read here only after the next test's reset (a race loser, a
+        hedge, background work still on its way): a plain reset would count it for the new test.
+        Give each test a fresh marker (one word of letters, digits, `_-.:`, none inside another:
+        a uuid4 hex, say) and put it in every request it sends (in a message): a request whose
+        body carries an earlier marker but not the current one is then a stray, answered with a
+        plain `Behavior()` but kept out of `calls`, every counter, the scripts and the waits
+        (`strays` lists it). Requests without any marker are counted as usual, so a call the code
+        under test makes on its own is never hidden. Without `marker`, the current one stays.
+        """
+        self._state.reset(marker)
 
     @property
     def calls(self) -> list[Call]:
         """Snapshot of the calls received, in arrival order (the latest `max_recorded_calls`)."""
         return self._state.calls
+
+    @property
+    def strays(self) -> list[Call]:
+        """Requests since the last reset that carried an earlier `reset(marker=...)`'s marker."""
+        return self._state.strays
 
     def call_count(self, model: str | None = None) -> int:
         return self._state.call_count(model)
@@ -296,14 +312,15 @@ class FakeUpstream:
         return web.Response(status=404, body=payloads.error_body(404, f"no route {path}"), headers=_JSON)
 
     async def _chat(self, request: web.BaseRequest, *, anthropic: bool = False) -> web.StreamResponse:
+        raw = await request.read()
         try:
-            body = payloads.loads(await request.read())
+            body = payloads.loads(raw)
         except ValueError:
             return web.Response(status=400, body=payloads.error_body(400, "body is not JSON"), headers=_JSON)
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
             return web.Response(status=400, body=payloads.error_body(400, "missing model"), headers=_JSON)
         stream = bool(body.get("stream"))
-        call = self._state.begin(body["model"], body, stream, dict(request.headers))
+        call = self._state.begin(body["model"], body, stream, dict(request.headers), raw)
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
 import time
 from collections import deque
@@ -23,6 +24,13 @@ from .behavior import Behavior, Call, Outcome
 __all__ = ["UpstreamState"]
 
 Predicate = Callable[[], bool]
+
+_MARKER = re.compile(r"[A-Za-z0-9_.:-]+")
+"""Characters a JSON encoder never escapes, so a marker is found in the raw request body."""
+
+_STRAY_ANSWER = Behavior()
+"""What a stray gets: nobody reads it (its sender moved on), and a script of the current scope
+(a hang, an error sequence) is not spent on it."""
 
 
 @dataclass(slots=True)
@@ -67,6 +75,9 @@ class UpstreamState:
         self._max_in_flight = 0
         self._max_in_flight_by_model: dict[str, int] = {}
         self._cancelled: dict[str, int] = {}
+        self._marker: bytes | None = None
+        self._past_markers: list[bytes] = []
+        self._strays: list[Call] = []
 
     # --- scripting -------------------------------------------------------------------------
 
@@ -99,9 +110,21 @@ class UpstreamState:
         with self._lock:
             return list(self._scripts)
 
-    def reset(self) -> None:
-        """Forget scripts, default and records; requests still running finish uncounted."""
+    def reset(self, marker: str | None = None) -> None:
+        """Forget scripts, default and records; requests still running finish uncounted.
+
+        A new `marker` retires the previous one: from now on a request carrying a retired marker
+        (and not the current one) is a stray, see `begin`. None keeps the current marker.
+        """
+        if marker is not None and not _MARKER.fullmatch(marker):
+            raise ValueError(f"marker must be letters, digits, '_', '-', '.' or ':', got {marker!r}")
+        encoded = None if marker is None else marker.encode()
         with self._lock:
+            if encoded is not None and encoded != self._marker:
+                if self._marker is not None:
+                    self._past_markers.append(self._marker)
+                self._marker = encoded
+            self._strays.clear()
             self._generation += 1
             self._scripts.clear()
             self._default = Behavior()
@@ -116,10 +139,21 @@ class UpstreamState:
 
     # --- server side -----------------------------------------------------------------------
 
-    def begin(self, model: str, body: dict[str, Any], stream: bool, headers: dict[str, str]) -> Call:
-        """Pick the behavior for a new request and record it as in flight."""
+    def begin(
+        self, model: str, body: dict[str, Any], stream: bool, headers: dict[str, str], raw: bytes = b""
+    ) -> Call:
+        """Pick the behavior for a new request and record it as in flight.
+
+        A stray (`raw`, the request body, carries a retired marker and not the current one) is a
+        request an earlier scope sent, arriving late: it gets a plain answer and touches neither
+        scripts nor records, counters or waiters; `strays` lists it.
+        """
         now = time.monotonic()
         with self._lock:
+            if self._is_stray(raw):
+                call = Call(model, body, stream, now, headers, 0, _STRAY_ANSWER, stray=True)
+                self._strays.append(call)
+                return call
             script = self._scripts.get(model)
             if script is None:
                 behavior = self._default
@@ -151,12 +185,19 @@ class UpstreamState:
                 return False
             call.ended_at = now
             call.outcome = outcome
+            if call.stray:  # never counted as in flight
+                return True
             self._in_flight -= 1
             self._in_flight_by_model[call.model] -= 1
             if outcome == "cancelled" and call.generation == self._generation:
                 self._cancelled[call.model] = self._cancelled.get(call.model, 0) + 1
             self._notify()
         return True
+
+    def _is_stray(self, raw: bytes) -> bool:  # lock held
+        if not self._past_markers or (self._marker is not None and self._marker in raw):
+            return False
+        return any(marker in raw for marker in self._past_markers)
 
     def _notify(self) -> None:  # lock held
         self._changed.notify_all()
@@ -175,6 +216,11 @@ class UpstreamState:
     def calls(self) -> list[Call]:
         with self._lock:
             return list(self._calls)
+
+    @property
+    def strays(self) -> list[Call]:
+        with self._lock:
+            return list(self._strays)
 
     def call_count(self, model: str | None = None) -> int:
         with self._lock:
