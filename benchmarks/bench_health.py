@@ -18,9 +18,10 @@ call the dead model (for the Router, which cannot say, one that did not wait on 
 lucky's moment). Requests sent to the dead model after that: lucky's from each answer's routing
 record, the Router's from its waits; the target is processes x probes per cooldown elapsed.
 
-Then the first worker measures what circuits cost on the hot path when every circuit is closed:
+Then the workers measure what circuits cost on the hot path when every circuit is closed:
 `first` on litellm's `mock_response` with circuits off, and on and shared through Redis, in
-interleaved rounds at concurrency 50 (CPU per call; a ratio of about 1 is the goal).
+interleaved rounds at concurrency 50 (CPU per call; a ratio of about 1 is the goal), each worker
+its half of the rounds, both at once (CPU time per call is each process's own).
 
 Under `make bench` the LiteLLM Router anchor is given `allowed_fails=4` (cooldown on the 5th
 failure, as lucky's default) and the same 2 s cooldown: with litellm's default value (3) it treats
@@ -46,6 +47,7 @@ from benchmarks.common import (
     KEY,
     MESSAGES,
     Call,
+    Progress,
     interleaved,
     paired_ratio,
     parser,
@@ -68,6 +70,8 @@ LATENCY_TARGET = 1.2
 ROUTER_ALLOWED_FAILS = 4
 """Cooldown on the 5th failure, as lucky's default 5 in a row (3 is litellm's default value, which
 the Router treats as "not set": no cooldown for a single-deployment group)."""
+OVERHEAD_ROUNDS = 6
+"""Rounds of circuits on vs off, in all: each worker runs its share of them."""
 ROUTER_SHARE = 0.05
 """The Router runs this share of lucky's requests: while its deployment hangs, each one takes 1 s."""
 
@@ -195,10 +199,11 @@ async def _measure(variant: Call, *, calls: int, concurrency: int) -> Any:
     return await throughput(variant, calls, concurrency)
 
 
-async def _overhead(redis_url: str, prefix: str, calls: int) -> dict[str, Any]:
+async def _overhead(redis_url: str, prefix: str, calls: int) -> dict[str, list[float]]:
     """The hot path with circuits off, and on and shared through Redis (every circuit closed):
-    `first` on litellm's `mock_response`, interleaved rounds at c=50, CPU per call. Both
-    registries keep their state in the same Redis (other prefixes than the fleet's)."""
+    `first` on litellm's `mock_response`, interleaved rounds at c=50, CPU µs per call in each
+    round. Both registries keep their state in the same Redis (other prefixes than the fleet's).
+    Every worker runs its share of the rounds once the fleet part is over, at the same time."""
     from lucky_litellm import Models
     from lucky_litellm.state import state_from_url
 
@@ -219,9 +224,17 @@ async def _overhead(redis_url: str, prefix: str, calls: int) -> dict[str, Any]:
     for variant in variants.values():
         for _ in range(50):
             await variant()
-    loads = await interleaved(variants, functools.partial(_measure, calls=calls, concurrency=50), 6)
-    cpu = {name: [load.cpu_us_per_request for load in values] for name, values in loads.items()}
+    rounds = OVERHEAD_ROUNDS // PROCESSES
+    loads = await interleaved(variants, functools.partial(_measure, calls=calls, concurrency=50), rounds)
+    return {name: [load.cpu_us_per_request for load in values] for name, values in loads.items()}
+
+
+def _overhead_summary(per_worker: list[dict[str, list[float]]]) -> dict[str, Any]:
+    """Every worker's rounds together: CPU per call (median) and the median of per-round ratios,
+    each round's two figures from the same process, seconds apart."""
+    cpu = {name: [value for rounds in per_worker for value in rounds[name]] for name in ("off", "on")}
     return {
+        "rounds": len(cpu["on"]),
         "cpu_us_per_call": {name: round(statistics.median(values), 1) for name, values in cpu.items()},
         "on/off": round(paired_ratio(cpu["on"], cpu["off"]), 3),
     }
@@ -262,6 +275,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     rounds = 4 if quick else 5
     overhead_calls = 100 if quick else 150  # per round and variant, circuits on vs off
     prefix = f"bench-{uuid.uuid4().hex[:8]}:"
+    step = Progress("health")
     started = time.perf_counter()
     script: dict[str, dict[str, Any]] = {DEAD: {"hang": True}, HEALTHY: {"fast_ms": HEALTHY_MS}}
     with RedisServer() as redis_server, scripted_upstream(script) as upstream:
@@ -277,7 +291,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                     prefix,
                     str(requests),
                     str(rounds),
-                    str(overhead_calls if index == 0 else 0),
+                    str(overhead_calls),
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -291,6 +305,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                 line = worker.stdout.readline().strip()
                 if line != "READY":
                     raise RuntimeError(f"bench_health worker did not start: {line!r}")
+            step(f"{PROCESSES} workers ready (litellm imported, clients warm)")
             before = upstream.reset()
             go = time.monotonic()
             for worker in workers:
@@ -302,6 +317,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                 assert worker.stdout is not None
                 outputs.append(json.loads(worker.stdout.readline()))
             ended = time.monotonic()
+            step("fleet and circuits on/off measured")
             counts = upstream.counts()
         finally:
             for worker in workers:
@@ -340,7 +356,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             "cooldowns_elapsed": cooldowns,
         },
         "upstream_calls_to_dead_model": counts.get(DEAD, 0),
-        "overhead": outputs[0].get("overhead", {}),
+        "overhead": _overhead_summary([output["overhead"] for output in outputs if "overhead" in output]),
         "run_s": round(ended - go, 1),
         "wall_s": round(time.perf_counter() - started, 1),
     }

@@ -1,8 +1,9 @@
 """Tail latency with hedging: `first` vs `race` vs hedged race on a heavy-tailed upstream.
 
 Two models, each answering in 20 ms except for 5 % of its calls, which take 2 s. Which calls are
-slow is fixed per model by call index with a seeded RNG (`benchmarks.upstream.tail_latency`), and
-the index restarts for each strategy, so every strategy and every run meets the same slow calls.
+slow is fixed per model by call index (one in each block of 20, at a seeded position:
+`benchmarks.upstream.tail_latency`), and the index restarts for each strategy, so every strategy
+and every run meets the same slow calls.
 The upstream runs in its own process and counts the calls it receives: "extra requests" is
 upstream calls per request minus one, hedges that were cancelled
 after reaching the upstream included.
@@ -29,6 +30,7 @@ from typing import Any
 from benchmarks.common import (
     KEY,
     MESSAGES,
+    Progress,
     ScriptedUpstream,
     parser,
     percentile,
@@ -39,7 +41,12 @@ from benchmarks.common import (
 
 FAST_MS, SLOW_MS, SLOW_SHARE = 20.0, 2000.0, 0.05
 MODELS = ("gpt-4.1-mini", "gpt-4.1-nano")
+PLAIN = "gpt-4o-mini"
+"""Always fast: the warm-up's model (a warm-up on a tailed one waits out its 2 s calls)."""
 CONCURRENCY = 8
+REQUESTS = 400
+"""Per strategy: 20 slow calls of `first`, so its p99 (the 4th slowest) is the tail itself, and
+~40 hedges. 600 took half as long again, for p99s within a few ms of these."""
 
 
 async def _measure(upstream: ScriptedUpstream, strategy: dict[str, Any], requests: int) -> dict[str, Any]:
@@ -82,20 +89,26 @@ async def _measure(upstream: ScriptedUpstream, strategy: dict[str, Any], request
 
 async def _run(quick: bool) -> dict[str, Any]:
     quiet_litellm()
-    requests = 200 if quick else 600
+    step = Progress("hedging")
+    requests = 200 if quick else REQUESTS
     a, b = (f"openai/{model}" for model in MODELS)
-    script = {
+    script: dict[str, Any] = {
         model: {"fast_ms": FAST_MS, "slow_ms": SLOW_MS, "share": SLOW_SHARE, "seed": seed}
         for seed, model in enumerate(MODELS)
     }
+    script[PLAIN] = {"fast_ms": FAST_MS}
     with scripted_upstream(script) as upstream:
+        # warm-up: litellm's clients, caches, connections (the same provider and api base)
+        await _measure(upstream, {"strategy": "first", "providers": [f"openai/{PLAIN}"]}, 40)
         first = {"strategy": "first", "providers": [a]}
-        await _measure(upstream, first, 40)  # warm-up: litellm's clients, caches, connections
         result: dict[str, Any] = {"first": await _measure(upstream, first, requests)}
         hedge_after = result["first"]["fast_path_p95_ms"]
+        step(f"first: p99 {result['first']['p99_ms']} ms; hedgeAfter {hedge_after} ms")
         race = {"strategy": "race", "providers": [a, b]}
         result["race"] = await _measure(upstream, race, requests)
+        step(f"race: p99 {result['race']['p99_ms']} ms")
         result["hedged"] = await _measure(upstream, {**race, "hedgeAfter": hedge_after}, requests)
+        step(f"hedged race: p99 {result['hedged']['p99_ms']} ms")
     result.update(
         concurrency=CONCURRENCY,
         upstream={"fast_ms": FAST_MS, "slow_ms": SLOW_MS, "slow_share": SLOW_SHARE},

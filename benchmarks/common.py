@@ -105,6 +105,20 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+class Progress:
+    """Lines on stderr as a long benchmark moves from phase to phase, each with the seconds since
+    it started: the runner prints when each benchmark starts and ends, this what it is doing in
+    between (and where its time goes)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.started = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        elapsed = time.perf_counter() - self.started
+        print(f"    {self.name}: {message} ({elapsed:.1f} s)", file=sys.stderr, flush=True)
+
+
 def parser(module: str, doc: str | None, *, quick: bool = True) -> argparse.ArgumentParser:
     """The command line of `python -m <module>`: `--help` from the module docstring, `--quick`;
     a benchmark adds its own options. `--help` exits before anything starts, and an unknown option
