@@ -40,7 +40,8 @@ import gc
 import json
 import statistics
 import sys
-from collections.abc import Awaitable, Sequence
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.common import (
@@ -207,6 +208,49 @@ def variants() -> dict[str, Call]:
     }
 
 
+class GcMeter:
+    """Counts the garbage collector's passes per generation and the time they take, through
+    `gc.callbacks`: at concurrency a call's objects outlive several young collections and end up
+    in the old generation, whose collections rescan litellm's whole import-time heap, so how
+    often a variant makes the collector run is a large part of what it costs (see README)."""
+
+    def __init__(self) -> None:
+        self.collections = [0, 0, 0]
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __enter__(self) -> GcMeter:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.collections[info["generation"]] += 1
+            self.seconds += time.perf_counter() - self._started
+
+    def snapshot(self) -> tuple[int, int, int, float]:
+        gen0, gen1, gen2 = self.collections
+        return gen0, gen1, gen2, self.seconds
+
+
+def _gc_summary(before_after: dict[str, list[tuple[int, int, int, float]]], calls: int) -> dict[str, Any]:
+    """Per variant: collections per 1,000 calls (generations 0/1/2) and GC µs per call."""
+    out: dict[str, Any] = {}
+    for name, deltas in before_after.items():
+        total = [sum(d[i] for d in deltas) for i in range(4)]
+        n = calls * len(deltas)
+        out[name] = {
+            "per_1000_calls": [round(total[i] * 1000 / n, 1) for i in range(3)],
+            "us_per_call": round(total[3] * 1e6 / n, 1),
+        }
+    return out
+
+
 def _summary(results: dict[str, list[Load]]) -> dict[str, Any]:
     rps = {name: [load.requests_per_s for load in loads] for name, loads in results.items()}
     cpu = {name: [load.cpu_us_per_request for load in loads] for name, loads in results.items()}
@@ -239,14 +283,30 @@ def _summary(results: dict[str, list[Load]]) -> dict[str, Any]:
 
 async def _matrix(calls: dict[str, Call], requests: dict[int, int], rounds: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for concurrency in CONCURRENCIES:
-        n = requests[concurrency]
+    names = {id(call): name for name, call in calls.items()}
+    with GcMeter() as meter:
+        for concurrency in CONCURRENCIES:
+            n = requests[concurrency]
+            passes: dict[str, list[tuple[int, int, int, float]]] = {name: [] for name in calls}
 
-        def measure(call: Call, c: int = concurrency, n: int = n) -> Awaitable[Load]:
-            return throughput(call, n, c)
+            async def measure(
+                call: Call, c: int = concurrency, n: int = n, passes: dict[str, Any] = passes
+            ) -> Load:
+                before = meter.snapshot()
+                load = await throughput(call, n, c)
+                after = meter.snapshot()
+                passes[names[id(call)]].append(
+                    (after[0] - before[0], after[1] - before[1], after[2] - before[2], after[3] - before[3])
+                )
+                return load
 
-        results = await interleaved(calls, measure, rounds)
-        out[f"c{concurrency}"] = {"requests_per_round": n, "rounds": rounds, **_summary(results)}
+            results = await interleaved(calls, measure, rounds)
+            out[f"c{concurrency}"] = {
+                "requests_per_round": n,
+                "rounds": rounds,
+                **_summary(results),
+                "gc": _gc_summary(passes, n),
+            }
     return out
 
 
@@ -288,6 +348,19 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                             None,
                         )
                     )
+                collected = data.get("gc", {})
+                for name in ("raw", "ours_first", "ours_first_notel"):
+                    if name in collected:
+                        entry = collected[name]
+                        per = "/".join(f"{x:g}" for x in entry["per_1000_calls"])
+                        out.append(
+                            (
+                                f"  GC passes per 1000 calls (gen 0/1/2), {name}, c={concurrency}",
+                                f"{per} ({entry['us_per_call']:.0f} us/call)",
+                                "report",
+                                None,
+                            )
+                        )
     return out
 
 
@@ -325,6 +398,20 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {c1['cpu_us_per_call'][name]:.0f} | {c50['cpu_us_per_call'][name]:.0f} | {added} |"
         )
+    if "gc" in c1:
+        lines += [
+            "",
+            "| garbage collector, per variant | passes per 1000 calls, gen 0/1/2, c=1 | c=50 "
+            "| GC µs per call, c=1 / c=50 |",
+            "|---|---:|---:|---:|",
+        ]
+        for name in c1["gc"]:
+            one, fifty = c1["gc"][name], c50["gc"][name]
+            lines.append(
+                f"| {name} | {'/'.join(f'{x:g}' for x in one['per_1000_calls'])} "
+                f"| {'/'.join(f'{x:g}' for x in fifty['per_1000_calls'])} "
+                f"| {one['us_per_call']:.0f} / {fifty['us_per_call']:.0f} |"
+            )
     return "\n".join(lines)
 
 

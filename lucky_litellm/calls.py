@@ -135,9 +135,12 @@ class RequestRun:
         end = self.deadline if until is None else min(until, self.deadline)
         try:
             with span.use():  # instrumentation below (httpx, litellm) nests under the attempt
-                result = await self.retry.run(
-                    functools.partial(self._call_bounded, target, attempt, span, end), end
-                )
+                if self.retry.retries:
+                    result = await self.retry.run(
+                        functools.partial(self._call_bounded, target, attempt, span, end), end
+                    )
+                else:  # no retry wrapper: every object a call holds while litellm runs is GC work
+                    result = await self._call_bounded(target, attempt, span, end)
         except asyncio.CancelledError:
             attempt.outcome = "cancelled"
             attempt.latency_ms = (time.perf_counter() - started) * 1000
@@ -159,18 +162,22 @@ class RequestRun:
             span.call_done(attempt, response=result)
         return result
 
-    async def _call_bounded(self, target: Target, attempt: Attempt, span: AttemptTrace, end: float) -> Any:
+    def _call_bounded(
+        self, target: Target, attempt: Attempt, span: AttemptTrace, end: float
+    ) -> Coroutine[Any, Any, Any]:
         """One call, cancelled at its budget's end. When only the request's deadline bounds it,
         no timer of its own is set: the deadline's expiry is the request's timeout, not a
-        failure of this model."""
+        failure of this model. A plain function handing back the call's coroutine: one coroutine
+        fewer alive per call while litellm runs (at concurrency, those are what the garbage
+        collector keeps rescanning)."""
         now = time.monotonic()
         limit = end if self.call_budget_s is None else min(end, now + self.call_budget_s)
         if limit >= self.deadline:
-            return await self._call_once(target, attempt, span)
+            return self._call_once(target, attempt, span)
         budget = limit - now
         if budget <= 0:
-            raise AttemptTimeoutError(target.spec, 0.0)
-        return await _within(self._call_once(target, attempt, span), budget, target.spec)
+            return _raise(AttemptTimeoutError(target.spec, 0.0))
+        return _within(self._call_once(target, attempt, span), budget, target.spec)
 
     async def _call_once(self, target: Target, attempt: Attempt, span: AttemptTrace) -> Any:
         import litellm
@@ -216,6 +223,11 @@ class RequestRun:
 
                 bill_partial_stream(attempt, target, self.messages, peeked.head)
             raise
+
+
+async def _raise(error: BaseException) -> Any:
+    """A coroutine that raises `error` when awaited (where the call would have failed)."""
+    raise error
 
 
 async def _within(call: Coroutine[Any, Any, Any], budget_s: float, model: str) -> Any:

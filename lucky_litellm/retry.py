@@ -121,7 +121,7 @@ class RetryPolicy:
         self.max_backoff_s = max_backoff_s
         self.sleep = sleep
         self._backoff: wait_exponential_jitter | None = None
-        """Made on the first retry: one is built per request, and most requests never retry."""
+        """Made on the first retry (most requests never retry); stateless, so a policy can be shared."""
 
     def __repr__(self) -> str:
         return (
