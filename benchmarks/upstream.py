@@ -13,6 +13,9 @@ benchmark never leaves it behind. Per model (all keys optional):
   rest; which calls are slow is fixed by call index (one in each block of `1 / share`, at a position
   drawn from `random.Random(seed)`, see `tail_latency`), so every run and every strategy sees the
   same pattern;
+* `by_request`: look that pattern up by the request's number instead of the call index: the number
+  after the last `#` of the request's last message (`request_number`), so request `n` is slow for
+  every setting that sends it, whether it reaches this model first or as its k-th hedge;
 * `status`: answer every call with this HTTP status (e.g. 503 for a deployment that is down);
 * `hang`: never answer (a deployment that accepts connections and then hangs).
 
@@ -51,6 +54,15 @@ def tail_latency(fast_ms: float, slow_ms: float, share: float, seed: int) -> Cal
     return lambda index: pattern[index % len(pattern)]
 
 
+def request_number(body: Mapping[str, Any]) -> int | None:
+    """`n` of a request whose last message ends with `#n` (see `by_request`), else None."""
+    try:
+        content = body["messages"][-1]["content"]
+        return int(content.rsplit("#", 1)[1])
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+        return None
+
+
 SCALE = [1.0]
 """The current latency factor (`scale <factor>`), read by every model's latency function."""
 
@@ -60,9 +72,17 @@ def behavior(spec: Mapping[str, Any]) -> Behavior:
     base: Callable[[int], float] = lambda index: fast  # noqa: E731
     if spec.get("share"):
         base = tail_latency(fast, float(spec["slow_ms"]), float(spec["share"]), int(spec.get("seed", 0)))
+    by_request = None
+    if spec.get("by_request"):
+
+        def by_request(index: int, body: Mapping[str, Any]) -> float:
+            number = request_number(body)
+            return base(index if number is None else number) * SCALE[0]
+
     return Behavior(
         content="Paris.",
         latency_fn=lambda index: base(index) * SCALE[0],
+        latency_of_request=by_request,
         status=int(spec.get("status", 200)),
         hang=bool(spec.get("hang", False)),
     )

@@ -32,12 +32,12 @@ class _Recorder:
     most_in_flight = 0
 
     def __init__(self) -> None:
-        self.calls: list[tuple[bool, bool]] = []
+        self.calls: list[tuple[int, bool]] = []
 
-    async def call(self, *, late: bool = False, record: bool = True) -> None:
+    async def call(self, number: int, *, late: bool = False, record: bool = True) -> None:
         _Recorder.in_flight += 1
         _Recorder.most_in_flight = max(_Recorder.most_in_flight, _Recorder.in_flight)
-        self.calls.append((late, record))
+        self.calls.append((number, late))
         await asyncio.sleep(0)
         _Recorder.in_flight -= 1
 
@@ -53,6 +53,6 @@ def test_every_setting_gets_its_requests_and_the_slowdown_falls_halfway() -> Non
     asyncio.run(dealt(settings, 30, halfway=slow_down))
     assert halfway == [75]  # once, after half of the 150 requests started
     for setting in settings:
-        assert len(setting.calls) == 30
-        assert sum(is_late for is_late, _ in setting.calls) == 15  # each straddles the slowdown alike
+        assert sorted(number for number, _ in setting.calls) == list(range(30))  # request n of each
+        assert sum(late for _, late in setting.calls) == 15  # each straddles the slowdown alike
     assert _Recorder.most_in_flight == bench_adaptive_hedging.CONCURRENCY  # all settings share the callers

@@ -309,15 +309,19 @@ async def test_per_call_api_key_and_api_base_switch_a_provider_on(fake_upstream)
 # -- maxConcurrent changes apply to queued requests -----------------------------------------------
 
 
-async def test_raising_max_concurrent_lets_queued_requests_run_at_once(models, fake_upstream):
-    fake_upstream.script("gpt-4.1-mini", Behavior(content="ok", latency_ms=600))
-    models.load_user_config("u", user(maxConcurrent=1))
-    calls = [asyncio.create_task(models.complete("user:u:x", MESSAGES)) for _ in range(4)]
+async def test_raising_max_concurrent_lets_queued_requests_run_at_once(make_models, fake_upstream):
+    # the first call holds its slot for 30 s (one attempt, a minute to live); the queued ones answer at once
+    models = make_models(defaults={"retries": 0})
+    fake_upstream.script("gpt-4.1-mini", Behavior(content="ok", latency_fn=lambda i: 30_000 if i == 0 else 0))
+    models.load_user_config("u", user(timeout=60_000, maxConcurrent=1))
+    holder = asyncio.create_task(models.complete("user:u:x", MESSAGES))
     await fake_upstream.await_calls(1)
-    models.load_user_config("u", user(maxConcurrent=4))
-    await fake_upstream.await_calls(4, timeout=0.4)  # before the first call ended
-    await asyncio.gather(*calls)
-    assert fake_upstream.max_in_flight("gpt-4.1-mini") == 4
+    queued = [asyncio.create_task(models.complete("user:u:x", MESSAGES)) for _ in range(3)]
+    models.load_user_config("u", user(timeout=60_000, maxConcurrent=4))
+    answers = await asyncio.wait_for(asyncio.gather(*queued), timeout=20)
+    assert [a.choices[0].message.content for a in answers] == ["ok"] * 3
+    assert not holder.done()  # they ran beside the slot holder, not after it
+    holder.cancel()
 
 
 async def test_lowering_max_concurrent_holds_back_queued_requests(models, fake_upstream):

@@ -299,6 +299,21 @@ async def test_latency_fn_gets_the_per_model_call_index(fake_upstream):
     assert fake_upstream.calls[1].duration_ms >= 150
 
 
+async def test_latency_of_request_gets_the_call_index_and_the_request_body(fake_upstream):
+    seen: list[tuple[int, str]] = []
+
+    def latency(index: int, body: Any) -> float:
+        seen.append((index, body["messages"][-1]["content"]))
+        return 150 if index == 0 else 0
+
+    fake_upstream.script("m", Behavior(latency_of_request=latency, latency_fn=lambda index: 10_000))
+    for _ in range(2):
+        await ask(fake_upstream, "m")
+
+    assert seen == [(0, MESSAGES[-1]["content"]), (1, MESSAGES[-1]["content"])]  # replaces latency_fn
+    assert fake_upstream.calls[0].duration_ms >= 150
+
+
 async def test_latency_delays_the_answer(fake_upstream):
     fake_upstream.script("m", Behavior(latency_ms=100))
     started = time.monotonic()

@@ -347,6 +347,23 @@ def test_streamed_answer_is_billed_once_with_the_upstream_cost(proxy: Proxy, ups
     assert [r["cost"] for r in records] == [pytest.approx((1000 * 0.15 + 100 * 0.6) / 1e6)]
 
 
+def test_the_engine_routes_group_carries_its_prices_in_model_info(proxy: Proxy) -> None:
+    # Per-token prices in a deployment's litellm_params make litellm register them in its cost
+    # map again on every call (~1 ms of CPU); in model_info the Router registers them once.
+    _, headers = create(proxy, "tier:nano", user="alice")
+    assert headers["x-lucky-route"] == "engine"
+    answer = httpx.get(
+        proxy.base_url.removesuffix("/v1") + "/model/info",
+        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        timeout=30,
+    )
+    groups = {entry["model_name"]: entry for entry in answer.json()["data"]}
+    group = groups["lucky-route/tier:nano"]
+    assert group["litellm_params"]["model"] == "lucky/tier:nano"
+    assert group["litellm_params"].get("input_cost_per_token") is None
+    assert group["model_info"]["input_cost_per_token"] == 0
+
+
 def test_streamed_answer(proxy: Proxy, upstream: FakeUpstream) -> None:
     upstream.script("medium-m", Behavior(content="one two three four", completion_tokens=4, prompt_tokens=7))
     stream = client(proxy).chat.completions.create(

@@ -42,6 +42,10 @@ class Behavior:
     """Delay before the response (or before the first stream chunk), errors included."""
     latency_fn: Callable[[int], float] | None = None
     """Per-model call index (0-based) -> latency in ms; replaces `latency_ms` when set."""
+    latency_of_request: Callable[[int, Mapping[str, Any]], float] | None = None
+    """(call index, request body) -> latency in ms; replaces both of the above when set. For a
+    benchmark whose request `n` must meet the same latency whichever setting sends it, however
+    many calls the model received before (a hedge target's call index depends on the hedges)."""
     chunk_delay_ms: float = 0
     """Delay between stream chunks."""
     prompt_tokens: int | None = None
@@ -101,9 +105,12 @@ class Behavior:
         if self.stream_cut_reset and self.stream_cut_after is None:
             raise ValueError("stream_cut_reset needs stream_cut_after")
 
-    def latency_for(self, index: int) -> float:
-        """Latency in seconds for the model's `index`-th call."""
-        ms = self.latency_fn(index) if self.latency_fn is not None else self.latency_ms
+    def latency_for(self, index: int, body: Mapping[str, Any] | None = None) -> float:
+        """Latency in seconds for the model's `index`-th call, whose request body is `body`."""
+        if self.latency_of_request is not None:
+            ms = self.latency_of_request(index, body or {})
+        else:
+            ms = self.latency_fn(index) if self.latency_fn is not None else self.latency_ms
         return max(0.0, ms) / 1000.0
 
 

@@ -338,7 +338,7 @@ class FakeUpstream:
         behavior = call.behavior
         if behavior.hang:
             await asyncio.get_running_loop().create_future()  # until cancelled
-        delay = behavior.latency_for(call.index)
+        delay = behavior.latency_for(call.index, call.body)
         if delay > 0:
             await asyncio.sleep(delay)
         if behavior.drop:
