@@ -221,6 +221,42 @@ async def test_the_budget_caps_the_extra_requests_of_a_globally_slow_upstream(ma
     assert all(r.winner is not None for r in routings)
 
 
+async def test_a_refused_hedge_is_asked_again_and_sent_once_the_budget_has_refilled(
+    make_models, fake_upstream
+):
+    """A slow call whose hedge the budget refused (a burst of late requests had spent it) is not
+    left to its fate: the request asks again after each further delay, and hedges as soon as new
+    requests have put tokens back, instead of waiting out the slow call."""
+    first_calls = {0: 300.0, 1: 300.0, 2: 5000.0}  # requests 0 and 1 spend the budget; 2 is stuck
+    fake_upstream.script("gpt-4.1-mini", Behavior(content="a", latency_fn=lambda i: first_calls.get(i, 0.0)))
+    fake_upstream.script("gpt-4.1-nano", Behavior(content="hedge", latency_ms=5))
+    models = make_models(**hedging(budget={"tokenRatio": 0.5, "maxTokens": 2}))  # hedges while > 1 token
+    models.load_user_config("u", race(20))
+    await warm(models)
+    for _ in range(2):  # tokens: 2 -> 1.0 -> 0.5 (each request adds 0.5, each hedge takes 1)
+        assert routing_of(await models.complete("user:u:x", MESSAGES)).hedges == 1
+
+    stuck = asyncio.create_task(models.complete("user:u:x", MESSAGES))  # 1.0 token: refused at 20 ms
+    await asyncio.to_thread(fake_upstream.wait_for_calls, 3, "gpt-4.1-mini")
+    await asyncio.sleep(0.1)  # past its first ask (only orders the next request after it)
+    refill = routing_of(await models.complete("user:u:x", MESSAGES))  # answers at once: +0.5 token
+    routing = routing_of(await stuck)
+
+    assert (refill.winner, refill.hedges) == (A, 0)
+    assert (routing.winner, routing.hedges, routing.hedges_refused) == (B, 1, 0)
+    assert fake_upstream.call_count("gpt-4.1-nano") == 1 + 3  # warm-up, then three hedges
+
+
+async def test_a_hedge_refused_until_the_end_is_counted_once(make_models, all_slow):
+    """Asked again after every delay, a hedge that never got a token is one refused hedge."""
+    models = make_models(**hedging(budget={"tokenRatio": 0.1, "maxTokens": 2}))
+    models.load_user_config("u", race(10))  # 100 ms calls: about 9 asks each
+    await warm(models)
+    routings = [routing_of(await models.complete("user:u:x", MESSAGES)) for _ in range(4)]
+    # tokens 2 -> 1.0 -> 0.1 (hedged while above 1), then 0.2, 0.3: refused at every ask
+    assert [(r.hedges, r.hedges_refused) for r in routings] == [(1, 0), (1, 0), (0, 1), (0, 1)]
+
+
 async def test_a_configured_budget_sets_the_ratio_and_the_burst(make_models, all_slow):
     models = make_models(**hedging(floor=1, ceiling=10, budget={"tokenRatio": 0.25, "maxTokens": 4}))
     models.load_user_config("u", race("auto"))
