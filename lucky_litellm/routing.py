@@ -76,7 +76,9 @@ class Routing:
     hedges: int = 0
     """Models a hedged race started because the one in flight was slow (failovers not counted)."""
     hedges_refused: int = 0
-    """Hedges the hedge budget refused (the upstream was slow for too many requests)."""
+    """Hedges the hedge budget refused until the request ended (the upstream was slow for too many
+    requests); a refused hedge is asked for again after each further delay, and one the budget
+    granted later counts in `hedges` instead."""
 
     def as_dict(self) -> dict[str, Any]:
         return {

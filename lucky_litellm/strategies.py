@@ -69,7 +69,9 @@ async def race(run: RequestRun, targets: Sequence[Target]) -> Any:
     With `hedgeAfter`, the next model starts when the one in flight has not answered within the
     delay (a hedge), or at once when it failed (a failover, not a hedge). The delay is fixed, or
     with `hedgeAfter: auto` the observed latency quantile of the model in flight (`Plan.hedging`),
-    whose budget may refuse a hedge: the request then waits for the models already running.
+    whose budget may refuse a hedge: the request then asks again after each further delay (the
+    bucket refills as requests arrive, so a request stuck on a slow call gets its hedge once a
+    burst of late requests has passed), and counts as refused only if it never got one.
     Only the winner's latency goes into its model's window: a cancelled loser's time says only
     that it had not answered yet."""
     policy = run.plan.hedging
@@ -88,7 +90,7 @@ async def race(run: RequestRun, targets: Sequence[Target]) -> Any:
         return fixed if policy is None else policy.delay_s(target.spec)
 
     delay: float | None = None
-    refused = False
+    refused = False  # the budget refused the hedge now due; asked again after each delay
     if fixed is None and policy is None:
         while queue:
             launch()
@@ -104,9 +106,9 @@ async def race(run: RequestRun, targets: Sequence[Target]) -> Any:
             done, pending = await asyncio.wait(pending, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
             if not done:  # the hedge delay passed with no answer: start the next model
                 if budget is not None and not budget.try_spend():
-                    run.routing.hedges_refused += 1
-                    refused, delay = True, None  # no more hedges for this request
+                    refused = True
                     continue
+                refused = False
                 run.routing.hedges += 1
                 delay = launch()
                 pending = {task for task in tasks if not task.done()}
@@ -118,12 +120,13 @@ async def race(run: RequestRun, targets: Sequence[Target]) -> Any:
                         policy.observe(attempt.model, attempt.latency_ms)
                     return _won(run, attempt, task.result())
             if queue:  # a failure does not wait for the hedge delay
+                refused = False
                 delay = launch()
-                if refused:
-                    delay = None
                 pending = {task for task in tasks if not task.done()}
         raise _fail(run)
     finally:
+        if refused:
+            run.routing.hedges_refused += 1
         await _cancel_all(tasks, run)
 
 
