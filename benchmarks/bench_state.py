@@ -28,6 +28,7 @@ from benchmarks.common import (
     MESSAGES,
     Call,
     Load,
+    Progress,
     interleaved,
     paired_ratio,
     parser,
@@ -111,6 +112,7 @@ async def _run(quick: bool) -> dict[str, Any]:
     quiet_litellm()
     requests, rounds = QUICK_SIZES if quick else SIZES
     out: dict[str, Any] = {"concurrency": CONCURRENCY, "requests": requests, "rounds": rounds}
+    step = Progress("state")
     with RedisServer() as server:
         for kind in ("mock", "http"):
             if kind == "mock":
@@ -122,6 +124,7 @@ async def _run(quick: bool) -> dict[str, Any]:
                     out[kind] = await _throughput(variants, requests, rounds)
             for models in registries:
                 models.state.close()
+            step(f"{kind}: Redis / memory {out[kind]['ratio']:.2f}")
     return out
 
 
