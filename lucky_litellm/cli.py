@@ -260,7 +260,7 @@ def complete(
         kwargs["max_tokens"] = max_tokens
 
     async def run() -> Any:
-        import litellm  # noqa: F401  (loaded before the deadline starts, not inside it)
+        _load_litellm()  # loaded before the deadline starts, not inside it
 
         models = _models(ctx.obj["config"])
         parsed = parse_spec(spec)
@@ -294,6 +294,17 @@ def complete(
             fg="cyan",
             err=True,
         )
+
+
+def _load_litellm() -> None:
+    """Import litellm for a command that calls models, with its debug banner off.
+
+    litellm prints a red "Give Feedback / Get Help" banner and a `turn_on_debug()` hint for every
+    failed attempt; the CLI reports each failure itself in one line, so the banner is noise here.
+    Only the CLI does this: a library must not change litellm's settings for its host program."""
+    import litellm
+
+    litellm.suppress_debug_info = True
 
 
 @contextmanager

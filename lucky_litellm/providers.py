@@ -146,6 +146,11 @@ class ProviderTable:
     def __post_init__(self) -> None:
         object.__setattr__(self, "providers", MappingProxyType(dict(self.providers)))
         object.__setattr__(self, "environ", MappingProxyType(dict(self.environ)))
+        from .config.environment import api_base_issues
+
+        issues = api_base_issues(self.providers, self.environ)
+        if issues:  # refused now, by the variable's name, not as a litellm error on every call
+            raise ConfigError(issues, "invalid environment")
 
     @classmethod
     def build(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .alerts import CostAlerts
 from .config import ModelsConfig, UserConfig, load_models_config, load_user_config, validate_models_config
+from .config.environment import STATE_URL_ENV, env_issue, env_overrides, log_env_overrides
 from .config.resolve import check_user_config
 from .engine import Lease, is_warm, start_warm_up, warm_up
 from .errors import (
@@ -88,6 +89,8 @@ class Models:
             config = ModelsConfig()
         self._config = config if isinstance(config, ModelsConfig) else validate_models_config(config)
         self._environ = environ
+        env = os.environ if environ is None else environ
+        _check_state_url_env(env)
         providers = ProviderTable.build(self._config, environ)
         self._snapshot = _Snapshot(providers, build_tier_config(config=self._config, providers=providers))
         self._default_spec = _default_spec(self._config, self._snapshot.tiers)
@@ -95,8 +98,9 @@ class Models:
         self._users: dict[str, UserConfig] = {}
         self._update_lock = threading.Lock()
         rollout = self._config.rollout
+        log_env_overrides(env_overrides(self._config, env))
         self.state: State = state or state_from_url(
-            rollout.state_url_in(os.environ if environ is None else environ),
+            rollout.state_url_in(env),
             initial=FlagState(
                 enabled=rollout.enabled,
                 percent=rollout.percent,
@@ -592,6 +596,16 @@ def _fixed_seconds(ms: float | str | None) -> float | None:
 
 _default: Models | None = None
 _default_lock = threading.Lock()
+
+
+def _check_state_url_env(environ: Mapping[str, str]) -> None:
+    """A ``LUCKY_STATE_URL`` no store understands is refused by the variable's name."""
+    url = environ.get(STATE_URL_ENV)
+    if url and not url.startswith(("memory:", "redis://", "rediss://", "unix://")):
+        issue = env_issue(
+            STATE_URL_ENV, url, "unsupported state store URL (use redis://, rediss:// or unix://)"
+        )
+        raise ConfigError([issue], "invalid environment")
 
 
 def default_models() -> Models:

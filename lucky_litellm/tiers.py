@@ -37,6 +37,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .config.environment import env_issue
 from .config.issues import ConfigWarning, locate
 from .config.load import source_lines
 from .errors import ConfigError, ConfigIssue, ModelSpecError, UnknownTierError
@@ -70,7 +71,7 @@ __all__ = [
 TIER_NAMES = ("summary", "nano", "low", "medium", "high", "default", "fitness", "reasoning", "fallback")
 FAST_TIERS = ("summary", "nano", "low")
 DEFAULT_PROVIDER = "openai"
-PROVIDER_ENV = "LUCKY_PROVIDER"
+PROVIDER_ENV = "LUCKY_PROVIDER"  # == config.environment.PROVIDER_ENV
 DEFAULT_ALIASES: Mapping[str, str] = MappingProxyType({"fast": "nano"})
 
 FREE_PROVIDERS = frozenset({"local", "ollama", "ollama_chat", "lm_studio", "llamafile", "hosted_vllm"})
@@ -307,7 +308,12 @@ def build_tier_config(
     )
     known = sorted(set(DEFAULT_MODELS) | set(table.providers))
     if active not in known:
-        raise ConfigError([ConfigIssue("provider", _unknown_provider(active, known))], "invalid tier config")
+        reason = _unknown_provider(active, known)
+        if not provider and table.environ.get(PROVIDER_ENV):  # the value came from the environment
+            issue = env_issue(PROVIDER_ENV, active, reason)
+        else:
+            issue = ConfigIssue("provider", reason)
+        raise ConfigError([issue], "invalid tier config")
 
     issues: list[ConfigIssue] = []
     enabled = table.enabled()

@@ -438,3 +438,49 @@ def test_health_table_at_100_columns_never_splits_a_header(capsys):
     for column in row:
         assert HEALTH_HEADERS.get(column, column).upper() in header, text
     assert max(len(line) for line in text.splitlines()) <= 100
+
+
+# --- a new user's trial: failures without litellm's banner, bad variables by name -------------------
+
+
+def test_complete_failures_print_no_litellm_banner_only_the_error(fake_upstream):
+    """Every failed attempt used to print litellm's red "Give Feedback / Get Help" banner and a
+    `turn_on_debug()` hint (ANSI codes even when piped) before lucky's own one-line error."""
+    from lucky_litellm.testing import Behavior
+
+    fake_upstream.script("qwen2.5:7b", Behavior(status=503, error_message="down (test)"))
+    env = {key: value for key, value in os.environ.items() if key not in NO_KEYS}
+    env |= {
+        "LUCKY_PROVIDER": "local",
+        "LUCKY_LOCAL_API_BASE": fake_upstream.base_url,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "lucky_litellm.cli", "complete", "tier:medium", "hi"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 1
+    assert fake_upstream.call_count("qwen2.5:7b") >= 1  # it did fail at the upstream
+    output = result.stdout + result.stderr
+    assert "Give Feedback" not in output and "LiteLLM.Info" not in output and "\x1b[" not in output
+    assert result.stderr.startswith("error: all models failed for 'tier:medium'"), output
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "command"),
+    [
+        ("LUCKY_PROVIDER", "bogus", ["complete", "tier:medium", "hi"]),
+        ("LUCKY_LOCAL_API_BASE", "notaurl", ["complete", "tier:medium", "hi"]),
+        ("LUCKY_STATE_URL", "bogus", ["rollout", "status"]),
+    ],
+)
+def test_a_bad_environment_variable_is_named_in_the_error(runner, variable, value, command):
+    """`LUCKY_PROVIDER=bogus` used to read `provider: unknown provider 'bogus'`, as if the models
+    file said so; a bad endpoint variable failed later, on every call, as a litellm error."""
+    result = runner.invoke(main, command, env={**NO_KEYS, variable: value})
+    assert result.exit_code == 1
+    assert f"{variable}={value!r}: " in result.output, result.output
+    assert "Traceback" not in result.output
