@@ -364,7 +364,7 @@ def dev(port: int, latency_ms: float, slow: tuple[str, ...], command: tuple[str,
 
         lucky-litellm dev -- lucky-litellm complete tier:fast "hi"
     """
-    from .dev import OFFLINE_COST_MAP, dev_environment, dev_upstream, run_with, serve_forever
+    from .dev import OFFLINE_COST_MAP, dev_environment, dev_upstream, run_with, serve_forever, stop_signal
 
     delays: dict[str, float] = {}
     for entry in slow:
@@ -394,13 +394,14 @@ def dev(port: int, latency_ms: float, slow: tuple[str, ...], command: tuple[str,
             if status == 127 and shutil.which(command[0]) is None:
                 click.secho(f"error: command not found: {command[0]}", fg="red", err=True)
             sys.exit(status)
-        click.echo(f"fake upstream at {base_url}: any local/<model> answers. In another shell:\n")
-        for name, value in environ.items():
-            click.echo(f"  export {name}={value}")
-        click.echo(
-            '\nthen e.g. `lucky-litellm complete tier:fast "hi"`. Ctrl-C stops the upstream.', err=True
-        )
-        serve_forever()
+        with stop_signal() as stop:  # before the variables: a Ctrl-C right after them stops cleanly
+            click.echo(f"fake upstream at {base_url}: any local/<model> answers. In another shell:\n")
+            for name, value in environ.items():
+                click.echo(f"  export {name}={value}")
+            click.echo(
+                '\nthen e.g. `lucky-litellm complete tier:fast "hi"`. Ctrl-C stops the upstream.', err=True
+            )
+            serve_forever(stop)
 
 
 @main.command()

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import FrameType
 
-__all__ = ["dev_environment", "dev_upstream", "run_with", "serve_forever"]
+__all__ = ["dev_environment", "dev_upstream", "run_with", "serve_forever", "stop_signal"]
 
 OFFLINE_COST_MAP = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 """litellm reads its price map from the network at import unless told to use the bundled copy."""
@@ -59,8 +59,11 @@ def run_with(command: Sequence[str], base_url: str) -> int:
         return 130
 
 
-def serve_forever() -> None:
-    """Block until SIGINT or SIGTERM (Ctrl-C), then return so the upstream is stopped cleanly."""
+@contextmanager
+def stop_signal() -> Iterator[threading.Event]:
+    """An event that SIGINT or SIGTERM (Ctrl-C) sets while the block runs. The handlers are in
+    place before the block's first line: whoever reads the printed variables may stop the
+    upstream at once, and a signal that arrives before `serve_forever` waits is not lost."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -68,8 +71,14 @@ def serve_forever() -> None:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while not stop.wait(0.5):  # a timed wait keeps the main thread responsive to signals
-            pass
+        yield stop
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def serve_forever(stop: threading.Event) -> None:
+    """Block until `stop` is set (see `stop_signal`), then return so the upstream is stopped
+    cleanly."""
+    while not stop.wait(0.5):  # a timed wait keeps the main thread responsive to signals
+        pass

@@ -200,6 +200,14 @@ async def many(models: Models, requests: int, concurrency: int = 10) -> list[Any
     return routings
 
 
+def sent_hedges(upstream: FakeUpstream) -> int:
+    """Hedges that reached the upstream (B's calls, less the warm-up). Hedges are counted on the
+    routing records, where the strategy counts what it started: a hedge cancelled while litellm
+    still prepared it (the first model answered meanwhile, as on a loaded machine) never reaches
+    the upstream, but none may reach it that the routing does not count."""
+    return upstream.call_count("gpt-4.1-nano") - 1
+
+
 @pytest.fixture
 def all_slow(fake_upstream: FakeUpstream) -> FakeUpstream:
     """Every model takes 100 ms for every call: hedging cannot help, only add load."""
@@ -213,12 +221,12 @@ async def test_the_budget_caps_the_extra_requests_of_a_globally_slow_upstream(ma
     models.load_user_config("u", race("auto"))
     await warm(models)
     routings = await many(models, 80)
-    hedges = all_slow.call_count("gpt-4.1-nano") - 1
+    hedges = sum(r.hedges for r in routings)
     # default budget: 10 % of the requests, plus the half of maxTokens (20) the full bucket lends
     assert 10 <= hedges <= 0.10 * 80 + 10 + 1
-    assert sum(r.hedges for r in routings) == hedges
     assert sum(r.hedges_refused for r in routings) == 80 - hedges
     assert all(r.winner is not None for r in routings)
+    assert sent_hedges(all_slow) <= hedges
 
 
 async def test_a_refused_hedge_is_asked_again_and_sent_once_the_budget_has_refilled(
@@ -261,9 +269,10 @@ async def test_a_configured_budget_sets_the_ratio_and_the_burst(make_models, all
     models = make_models(**hedging(floor=1, ceiling=10, budget={"tokenRatio": 0.25, "maxTokens": 4}))
     models.load_user_config("u", race("auto"))
     await warm(models)
-    await many(models, 40)
-    hedges = all_slow.call_count("gpt-4.1-nano") - 1
+    routings = await many(models, 40)
+    hedges = sum(r.hedges for r in routings)
     assert 2 <= hedges <= 0.25 * 40 + 2 + 1
+    assert sent_hedges(all_slow) <= hedges
 
 
 async def test_budget_null_turns_the_cap_off(make_models, all_slow):
@@ -271,8 +280,9 @@ async def test_budget_null_turns_the_cap_off(make_models, all_slow):
     models.load_user_config("u", race("auto"))
     await warm(models)
     routings = await many(models, 20)
-    assert all_slow.call_count("gpt-4.1-nano") - 1 == 20
+    assert [r.hedges for r in routings] == [1] * 20
     assert not any(r.hedges_refused for r in routings)
+    assert sent_hedges(all_slow) <= 20
 
 
 async def test_a_fixed_hedge_after_is_not_budgeted_unless_a_budget_is_written(make_models, all_slow):
@@ -282,16 +292,17 @@ async def test_a_fixed_hedge_after_is_not_budgeted_unless_a_budget_is_written(ma
     assert models.resolve("user:u:x").hedging is None  # the plain race, unchanged
     await warm(models)
     routings = await many(models, 20)
-    assert all_slow.call_count("gpt-4.1-nano") - 1 == 20
     assert all(r.hedges == 1 and r.hedge_delay_ms == 10 for r in routings)
+    assert sent_hedges(all_slow) <= 20
 
 
 async def test_a_fixed_hedge_after_obeys_a_budget_written_in_the_config(make_models, all_slow):
     models = make_models(**hedging(budget={"tokenRatio": 0.1, "maxTokens": 4}))
     models.load_user_config("u", race(10))
     await warm(models)
-    await many(models, 40)
-    assert all_slow.call_count("gpt-4.1-nano") - 1 <= 0.1 * 40 + 2 + 1
+    routings = await many(models, 40)
+    assert sum(r.hedges for r in routings) <= 0.1 * 40 + 2 + 1
+    assert sent_hedges(all_slow) <= sum(r.hedges for r in routings)
 
 
 async def test_an_experiment_overrides_only_the_keys_it_writes(make_models, all_slow):
@@ -301,8 +312,9 @@ async def test_an_experiment_overrides_only_the_keys_it_writes(make_models, all_
     assert policy is not None and policy.budget is not None
     assert (policy.floor_s, policy.ceiling_s, policy.budget.max_tokens) == (0.001, 0.01, 2)
     await warm(models)
-    await many(models, 20)
-    assert all_slow.call_count("gpt-4.1-nano") - 1 <= 0.1 * 20 + 1 + 1
+    routings = await many(models, 20)
+    assert sum(r.hedges for r in routings) <= 0.1 * 20 + 1 + 1
+    assert sent_hedges(all_slow) <= sum(r.hedges for r in routings)
 
 
 # -- tiers, describe, telemetry ---------------------------------------------------------------------

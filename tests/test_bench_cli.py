@@ -95,7 +95,7 @@ def test_a_sigterm_stops_bench_proxy_and_its_upstream_and_proxies() -> None:
         while len(seen) < 3 and time.monotonic() < deadline and bench.poll() is None:
             seen |= _descendants(bench.pid)
             time.sleep(0.1)
-        assert len(seen) >= 3, f"bench_proxy did not start its children: {seen}"
+        assert len(seen) >= 3, f"bench_proxy did not start its children: {seen} (exit status {bench.poll()})"
         bench.send_signal(signal.SIGTERM)
         bench.communicate(timeout=30)
         assert bench.returncode == 128 + signal.SIGTERM

@@ -134,7 +134,9 @@ def test_demo_runs_offline_readable_in_100_columns_without_litellm_banners():
     assert result.returncode == 0, result.stderr[-2000:]
     output = result.stdout + result.stderr
     assert "Give Feedback" not in output and "LiteLLM.Info" not in output
-    assert max(len(line) for line in output.splitlines()) <= 100
+    assert max(len(line) for line in output.splitlines()) <= 100, [
+        line for line in output.splitlines() if len(line) > 100
+    ]
     assert "did you mean 'medium'?" in output  # the error is whole, not cut
     assert "consensus, quorum 60%" in output and "groq/openai/gpt-oss-120b   lost" in output  # plan, outcome
     assert "Consensus votes" in output and "openai/gpt-4o-mini 'paris'" in output  # who voted for what

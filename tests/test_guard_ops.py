@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 import lucky_litellm as ll
 from lucky_litellm import Models, routing_of
-from lucky_litellm.errors import ConfigError
+from lucky_litellm.errors import ConfigError, StateUnavailableError
 from lucky_litellm.guard.control import guard_history, guard_status, start_guard, stop_guard
 from lucky_litellm.guard.store import FeedbackError, GuardError, GuardState
 from lucky_litellm.rollout import Rollout
@@ -116,6 +116,32 @@ async def test_a_failed_registry_path_is_an_error_but_a_callers_refusal_is_not(s
         await rollout.complete("not a spec", MESSAGES, user_id=user)
     _, registry = counters(state)
     assert (registry.calls, registry.errors) == (1, 1)
+
+
+async def test_a_batch_that_landed_but_whose_reply_was_lost_is_counted_once(
+    redis_server, prefix, fake_upstream
+):
+    """A loaded machine: Redis applied a push, the reply came after the socket timeout, so the
+    recorder kept the batch and sent it again. It used to be counted twice."""
+    state = state_from_url(redis_server.url, prefix=prefix)
+    rollout = build(fake_upstream, state)
+    start_guard(NEVER, models=rollout.models)
+    push, lost = state.guard.push, []
+
+    def push_losing_the_first_reply(run_id: str, batch: Any) -> None:
+        push(run_id, batch)
+        if not lost:  # whichever thread pushes first: the syncer's tick, or the flush below
+            lost.append(batch.id)
+            raise state.connection.unavailable()
+
+    state.guard.push = push_losing_the_first_reply  # type: ignore[method-assign]
+    await rollout.complete(SPEC, MESSAGES, user_id=users_on(rollout, "registry", 1)[0])
+    with contextlib.suppress(StateUnavailableError):
+        state.guard.flush()
+    legacy, registry = counters(state)  # pushes the kept batch again
+    assert len(lost) == 1
+    assert (legacy.calls, registry.calls) == (0, 1)
+    state.close()
 
 
 async def test_get_model_calls_are_recorded_too(state, fake_upstream):

@@ -2,7 +2,8 @@
 probe at a time decides whether it is back; request-caused 4xx never count; all-open fails fast.
 
 Real HTTP against the fake upstream; the fleet tests use a real `redis-server` and a second
-process. Cooldowns are a few hundred milliseconds, so nothing waits long.
+process. Cooldowns are long (no cooldown may pass early on a loaded machine, between a failure and
+the next call); a test that needs one to pass moves the circuits' clock forward (`clock`).
 """
 
 from __future__ import annotations
@@ -24,17 +25,47 @@ DEAD, OK = "openai/gpt-4.1-mini", "openai/gpt-4.1-nano"
 DEAD_NAME, OK_NAME = "gpt-4.1-mini", "gpt-4.1-nano"
 
 
+COOLDOWN_MS = 30_000
+"""Longer than any test runs: an open circuit stays open until the test moves `clock` on."""
+DEADLINE_MS = 30_000
+"""The experiments' timeout: a fallback's first model gets half of it, which a loaded machine's
+first litellm call (client set-up, then the 503) must never run out of: that would be a
+failure that never reached the upstream."""
+
+
+class CircuitClock:
+    """The circuits' monotonic clock, which the test moves forward: a cooldown passes at once
+    when the test says so, and never by itself while a loaded machine runs a test slowly."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> CircuitClock:
+    """Every time the circuits read (`lucky_litellm.health.circuits` reads only `time.monotonic`)."""
+    clock = CircuitClock()
+    monkeypatch.setattr("lucky_litellm.health.circuits.time", clock)
+    return clock
+
+
 def health_models(
     up: FakeUpstream, *, circuit: dict[str, Any] | None = None, state_url: str | None = None, **extra: Any
 ) -> Models:
-    """Two models (DEAD first), experiments of every shape, short cooldowns, no retries."""
+    """Two models (DEAD first), experiments of every shape, long cooldowns, no retries."""
     users = {
         "u": {
             "experiments": {
-                "fb": {"strategy": "fallback", "providers": [DEAD, OK], "timeout": 4000},
-                "one": {"strategy": "first", "providers": [DEAD], "timeout": 4000},
-                "both": {"strategy": "fallback", "providers": [DEAD, OK], "timeout": 4000},
-                "race": {"strategy": "race", "providers": [DEAD, OK], "timeout": 4000},
+                "fb": {"strategy": "fallback", "providers": [DEAD, OK], "timeout": DEADLINE_MS},
+                "one": {"strategy": "first", "providers": [DEAD], "timeout": DEADLINE_MS},
+                "both": {"strategy": "fallback", "providers": [DEAD, OK], "timeout": DEADLINE_MS},
+                "race": {"strategy": "race", "providers": [DEAD, OK], "timeout": DEADLINE_MS},
                 "ignore": {
                     "strategy": "first",
                     "providers": [DEAD],
@@ -48,7 +79,7 @@ def health_models(
             }
         }
     }
-    settings = {"consecutiveFailures": 3, "cooldown": 300, "errorRate": None, **(circuit or {})}
+    settings = {"consecutiveFailures": 3, "cooldown": COOLDOWN_MS, "errorRate": None, **(circuit or {})}
     config = upstream_config(
         up,
         users=users,
@@ -135,16 +166,16 @@ async def test_a_4xx_caused_by_the_request_never_opens_a_circuit(fake_upstream, 
     assert fake_upstream.call_count(DEAD_NAME) == 4
 
 
-async def test_a_429_opens_the_circuit_for_its_retry_after(fake_upstream):
-    fake_upstream.script(DEAD_NAME, [Behavior(status=429, retry_after=0.4), Behavior()])
-    models = health_models(fake_upstream, circuit={"consecutiveFailures": 50, "cooldown": 60000})
+async def test_a_429_opens_the_circuit_for_its_retry_after(fake_upstream, clock):
+    fake_upstream.script(DEAD_NAME, [Behavior(status=429, retry_after=20), Behavior()])
+    models = health_models(fake_upstream, circuit={"consecutiveFailures": 50, "cooldown": 300_000})
     await fail_times(models, "one", 1)
     circuits = models.circuits
     assert circuits is not None and circuits.state_of(DEAD) == "open"
     [health] = [h for h in models.health() if h.model == DEAD]
-    assert 0.2 < health.cooldown_remaining_s <= 0.4  # the Retry-After, not the 60 s cooldown
+    assert 10 < health.cooldown_remaining_s <= 20  # the Retry-After, not the 5 min cooldown
     assert "429" in health.reason
-    await asyncio.sleep(0.45)
+    clock.advance(20)
     assert circuits.state_of(DEAD) == "half-open"
     await call(models, "one")  # the probe succeeds
     assert circuits.state_of(DEAD) == "closed"
@@ -162,12 +193,12 @@ async def test_cancelled_race_losers_do_not_count(fake_upstream):
 # -- half-open ------------------------------------------------------------------------------------
 
 
-async def test_half_open_lets_exactly_one_probe_through_under_concurrency(fake_upstream):
+async def test_half_open_lets_exactly_one_probe_through_under_concurrency(fake_upstream, clock):
     fake_upstream.script(DEAD_NAME, Behavior(status=503))
-    models = health_models(fake_upstream, circuit={"cooldown": 100})
+    models = health_models(fake_upstream)
     await fail_times(models, "one", 3)
     assert models.circuits is not None and models.circuits.state_of(DEAD) == "open"
-    await asyncio.sleep(0.12)
+    clock.advance(COOLDOWN_MS / 1000)
     assert models.circuits.state_of(DEAD) == "half-open"
     fake_upstream.script(DEAD_NAME, Behavior(status=503, latency_ms=200))  # a slow probe that fails
     before = fake_upstream.call_count(DEAD_NAME)
@@ -180,11 +211,11 @@ async def test_half_open_lets_exactly_one_probe_through_under_concurrency(fake_u
     assert models.circuits.state_of(DEAD) == "open"  # the failed probe re-opened it
 
 
-async def test_a_successful_probe_closes_the_circuit(fake_upstream):
+async def test_a_successful_probe_closes_the_circuit(fake_upstream, clock):
     fake_upstream.script(DEAD_NAME, [Behavior(status=503)] * 3 + [Behavior()])
-    models = health_models(fake_upstream, circuit={"cooldown": 100})
+    models = health_models(fake_upstream)
     await fail_times(models, "one", 3)
-    await asyncio.sleep(0.12)
+    clock.advance(COOLDOWN_MS / 1000)
     response = await call(models, "fb")
     assert routing_of(response).winner == DEAD
     assert models.circuits is not None and models.circuits.state_of(DEAD) == "closed"
@@ -205,7 +236,9 @@ async def test_all_open_fails_fast_with_a_typed_error_naming_each_model(fake_ups
     started = time.perf_counter()
     with pytest.raises(CircuitOpenError) as info:
         await call(models, "both")
-    assert time.perf_counter() - started < 0.1
+    # no call, no wait: well within the experiment's deadline (time that a strategy waiting for
+    # the deadline, or for a model, would spend); a loaded machine only stretches the CPU work
+    assert time.perf_counter() - started < DEADLINE_MS / 1000 / 2
     assert fake_upstream.call_count() == calls
     error = info.value
     assert set(error.retry_in_s) == {DEAD, OK}
@@ -270,7 +303,7 @@ def test_bad_health_config_is_refused_with_file_and_line(tmp_path):
 # -- telemetry --------------------------------------------------------------------------------------
 
 
-async def test_skipped_attempts_and_probes_carry_the_circuit_state_on_their_spans(fake_upstream):
+async def test_skipped_attempts_and_probes_carry_the_circuit_state_on_their_spans(fake_upstream, clock):
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
@@ -284,7 +317,7 @@ async def test_skipped_attempts_and_probes_carry_the_circuit_state_on_their_span
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
     fake_upstream.script(DEAD_NAME, Behavior(status=503))
-    models = health_models(fake_upstream, circuit={"cooldown": 100}, telemetry={"captureContent": False})
+    models = health_models(fake_upstream, telemetry={"captureContent": False})
     models.telemetry = Telemetry(
         tracer_provider=provider, meter_provider=MeterProvider(metric_readers=[reader])
     )
@@ -310,7 +343,7 @@ async def test_skipped_attempts_and_probes_carry_the_circuit_state_on_their_span
     assert skips.value == 1
     assert dict(skips.attributes or {}) == {"lucky.model": DEAD, "lucky.circuit.state": "open"}
 
-    await asyncio.sleep(0.12)
+    clock.advance(COOLDOWN_MS / 1000)
     exporter.clear()
     await call(models, "fb")  # the half-open probe
     [probe] = [s for s in exporter.get_finished_spans() if s.name == f"chat {DEAD_NAME}"]

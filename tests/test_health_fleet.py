@@ -30,8 +30,8 @@ def fleet_config(up: FakeUpstream, cooldown_ms: float = 300) -> dict[str, Any]:
     users = {
         "u": {
             "experiments": {
-                "fb": {"strategy": "fallback", "providers": [DEAD, OK], "timeout": 4000},
-                "one": {"strategy": "first", "providers": [DEAD], "timeout": 4000},
+                "fb": {"strategy": "fallback", "providers": [DEAD, OK], "timeout": 30_000},
+                "one": {"strategy": "first", "providers": [DEAD], "timeout": 30_000},
             }
         }
     }
@@ -145,7 +145,9 @@ async def test_half_open_lets_one_probe_through_across_the_fleet(fake_upstream, 
         _until,
         lambda: all(m.circuits is not None and m.circuits.state_of(DEAD) == "half-open" for m in replicas),
     )
-    fake_upstream.script(DEAD_NAME, Behavior(status=503, latency_ms=300))  # a slow probe that fails
+    # a slow probe that fails: every request of the gather asks for the circuit while it is in
+    # flight (or within the cooldown after it), even when a loaded machine starts them slowly
+    fake_upstream.script(DEAD_NAME, Behavior(status=503, latency_ms=3000))
     calls = fake_upstream.call_count(DEAD_NAME)
 
     responses = await asyncio.gather(*(m.complete("user:u:fb", MESSAGES) for m in replicas for _ in range(8)))

@@ -29,7 +29,7 @@ from ..errors import (
 )
 
 if TYPE_CHECKING:
-    from .store import GuardStore, PathName
+    from .store import GuardStore, PathName, _Batch
     from .summary import CallObservation
 
 __all__ = ["CALLER_ERRORS", "GuardRecorder"]
@@ -65,6 +65,9 @@ class GuardRecorder:
         self._feedback: deque[tuple[str, dict[str, float]]] = deque()
         self._lock = threading.Lock()
         self._unsent: _Unsent | None = None
+        """Calls recorded since the last push was tried: never sent, so merged as they come."""
+        self._uncertain: _Batch | None = None
+        """The batch whose push failed: it may have landed, so it is resent as it is."""
         self._inline = not store.shared
         """In one process the store is a dict: record into it at once and decide right away."""
         self._evaluated_at = float("-inf")
@@ -114,8 +117,11 @@ class GuardRecorder:
         return True
 
     def flush(self) -> None:
-        """Add the queued calls to the store in one batch; kept for the next try on an outage."""
-        from .store import batch_of
+        """Add the queued calls to the store in one batch; kept for the next try on an outage.
+
+        A batch whose push failed may have landed all the same (Redis applied it, the reply was
+        lost to a timeout on a loaded machine): it is sent again as it was, under its id, which
+        the store applies once, before anything recorded since (kept apart, in `_unsent`)."""
         from .summary import PathSummary
 
         with self._lock:
@@ -130,15 +136,27 @@ class GuardRecorder:
                 requests.append((request_id, observation.path))
             while self._feedback:
                 feedback.append(self._feedback.popleft())
-            if not counters and not requests and not feedback:
-                return
-            try:
-                self.store.push(self.run_id, batch_of(counters, requests, feedback))
-            except StateUnavailableError:
+            if counters or requests or feedback:
                 self._unsent = (counters, requests[-MAX_UNSENT_REQUESTS:], feedback[-MAX_UNSENT_REQUESTS:])
-                raise
-            for request_id, _ in requests:
-                self._queued_ids.pop(request_id, None)
+            if self._uncertain is not None:
+                self._push(self._uncertain)
+                self._uncertain = None
+            if self._unsent is not None:
+                from .store import batch_of
+
+                batch = batch_of(*self._unsent)
+                self._unsent = None
+                self._push(batch)
+
+    def _push(self, batch: _Batch) -> None:
+        """Push `batch` (under the lock); on an outage it stays `_uncertain`, to be sent again."""
+        try:
+            self.store.push(self.run_id, batch)
+        except StateUnavailableError:
+            self._uncertain = batch
+            raise
+        for request_id, _ in batch.requests:
+            self._queued_ids.pop(request_id, None)
 
 
 _Unsent = tuple[dict[str, dict[str, float]], list[tuple[str, str]], list[tuple[str, dict[str, float]]]]

@@ -146,6 +146,9 @@ class _Batch:
     requests: list[tuple[str, str]] = field(default_factory=list)
     feedback: list[tuple[str, dict[str, float]]] = field(default_factory=list)
     """Feedback for calls of this batch (or earlier ones), applied after the calls."""
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """A push whose reply was lost (a timeout) may have landed: sent again under the same id,
+    a shared store applies it once."""
 
     def __bool__(self) -> bool:
         return bool(self.counters or self.requests or self.feedback)
@@ -683,11 +686,15 @@ return version
 )
 
 # A batch of calls. KEYS: guard hash. ARGV: run id, key prefix, request TTL, summary TTL, the
-# batch as JSON ({"counters": {path: {field: "value"}}, "requests": [[id, path], ...]}).
-# Lands in the stage current now; dropped (-1) when that run is not running any more.
+# batch as JSON ({"counters": {path: {field: "value"}}, "requests": [[id, path], ...]}), batch id.
+# Lands in the stage current now; dropped (-1) when that run is not running any more, and (-2)
+# when a batch of that id landed already (its sender saw a timeout, not the reply, and resent it).
 _PUSH = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' or redis.call('HGET', KEYS[1], 'run') ~= ARGV[1] then
   return -1
+end
+if not redis.call('SET', ARGV[2] .. 'batch:' .. ARGV[6], '1', 'NX', 'EX', ARGV[4]) then
+  return -2
 end
 local stage = redis.call('HGET', KEYS[1], 'stage')
 local batch = cjson.decode(ARGV[5])
@@ -848,6 +855,7 @@ class RedisGuardStore(GuardStore):
             int(REQUEST_TTL_S),
             int(SUMMARY_TTL_S),
             json.dumps(payload),
+            batch.id,
         ]
         self._call(lambda c: self._push_script(keys=[self._key], args=args, client=c))
 
