@@ -23,6 +23,10 @@ the per-round ratios. `race` makes two litellm calls to answer one request, so i
 half of raw. "CPU added" is what a variant's process time per call exceeds that of the raw
 litellm calls it makes (one; two for a race).
 
+The garbage collector's passes per generation during each variant's rounds, and their time, are
+reported next to them (`gc.callbacks`): at c=50 most of what separates ours from raw is how
+often the collector runs over litellm's objects (README, Performance).
+
 Then `benchmarks.profile_breakdown` itemises what those added microseconds are spent on.
 
     python -m benchmarks.bench_overhead [--quick] [--freeze] [--no-breakdown] [--markdown]
@@ -49,6 +53,7 @@ from benchmarks.common import (
     MESSAGES,
     Call,
     Load,
+    Progress,
     interleaved,
     paired_ratio,
     parser,
@@ -78,10 +83,12 @@ TARGETS: tuple[tuple[str, str, str, bool, float | None], ...] = (
 LITELLM_CALLS = {"ours_race": 2, "router_race": 2}
 """litellm calls per request where it is not one."""
 CPU_ADDED_TARGET_US = 100.0
-REQUESTS, ROUNDS = {1: 40, 50: 100}, 10
+"""CPU added per call by `first` with telemetry on, in µs."""
+REQUESTS, ROUNDS = {1: 32, 50: 75}, 10
 """Calls per measurement at each concurrency, and interleaved rounds (the ratio is their median)."""
 REQUESTS_QUICK, ROUNDS_QUICK = {1: 20, 50: 50}, 4
-"""CPU added per call by `first` with telemetry on, in µs."""
+WARM_UP = 60
+"""Calls per variant before measuring (20 at a time)."""
 
 
 def telemetry_on() -> Any:
@@ -416,15 +423,20 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 async def _run(quick: bool, freeze: bool, breakdown: bool) -> dict[str, Any]:
+    step = Progress("overhead")
     quiet_litellm()
     calls = variants()
+    step("litellm imported, variants built")
     for call in calls.values():  # warm-up: clients, caches, first-call imports, logging worker
-        await throughput(call, 100, 20)
+        await throughput(call, WARM_UP, 20)
+    step("warmed up")
     # many short rounds: on a shared machine a neighbour's burst then spoils a few pairs, and
     # the median of per-round ratios ignores them; the sizes keep the whole benchmark within its
-    # 75 s budget on 2 quiet cores (matrix ~40 s, breakdown ~15 s, import and warm-up ~10 s)
+    # 60 s budget on 2 quiet cores (~60 s of CPU in all: matrix ~38 s, breakdown ~12 s, import
+    # and warm-up ~10 s)
     requests, rounds = (REQUESTS_QUICK, ROUNDS_QUICK) if quick else (REQUESTS, ROUNDS)
     result: dict[str, Any] = {"mock_response": True, "nofreeze": await _matrix(calls, requests, rounds)}
+    step("matrix measured")
     if freeze:
         gc.collect()
         gc.freeze()
@@ -432,10 +444,12 @@ async def _run(quick: bool, freeze: bool, breakdown: bool) -> dict[str, Any]:
             result["freeze"] = await _matrix(calls, requests, rounds)
         finally:
             gc.unfreeze()
+        step("matrix after gc.freeze() measured")
     if breakdown:
         from benchmarks import profile_breakdown
 
         result["breakdown"] = await profile_breakdown.breakdown(1_000 if quick else 10_000)
+        step("breakdown profiled")
     return result
 
 
