@@ -11,7 +11,7 @@ client at a fixed concurrency. Scenarios:
 * ``tier_registered``   ``tier:medium``: one model the proxy does not list; the hook registers a
                         Router deployment for it once, then rewrites to it (``--all`` only: the
                         same work as ``tier_deployment`` once registered, and the run must fit
-                        in its 75 s budget);
+                        in its 60 s budget);
 * ``engine_first``      ``user:bench:solo``: one model whose owner has ``maxConcurrent``, so the
                         slot is held by the engine route (the ``lucky`` provider, one nested call);
 * ``race_engine``       ``user:bench:race``: a two-model race through the engine route.
