@@ -254,13 +254,19 @@ def _print_specs(console: Console, specs: list[dict[str, Any]]) -> None:
             f"{row['spec']}\n[cyan]{_describe_plan(plan)}[/]",
             models,
             results,
-            row["answer"],
+            _answer_cell(row["answer"], plan.models, routing.winner),
             f"{routing.latency_ms:.0f} ms\n[dim]${routing.cost_usd:.6f}[/]",
             end_section=True,
         )
     console.print(table)
     for row in errors:
         console.print(Text(f"{row['spec']}: {row['error']}", style="red"))
+
+
+def _answer_cell(answer: str | None, models: list[str], winner: str | None) -> str:
+    """The answer on the winner's line of the row (a fallback's winner is not the first model)."""
+    line = models.index(winner) if winner in models else 0
+    return "\n" * line + (answer or "")
 
 
 def _describe_plan(plan: Any) -> str:
