@@ -76,3 +76,17 @@ def test_no_override_no_log_line(caplog):
     with caplog.at_level(logging.INFO, logger="lucky_litellm"):
         Models(config, environ={})
     assert not any("overrides" in r.getMessage() for r in caplog.records)
+
+
+def test_the_readmes_telemetry_snippet_exports_to_a_live_collector_offline():
+    """It pointed at 127.0.0.1:4318, where nothing listens offline: three "Transient error ...
+    retrying" lines and "Exporter already shutdown" around its answer."""
+    import re
+
+    from .test_readme import RUNNABLE
+
+    snippets = [block.text for block in RUNNABLE if block.lang == "python" and "configure(" in block.text]
+    assert snippets
+    for text in snippets:
+        code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+        assert not re.search(r"otlp_endpoint\s*=\s*[\"']http", code), text

@@ -471,6 +471,14 @@ def test_bad_input_is_a_clean_client_error(
     assert upstream.call_count() == 0
 
 
+def test_a_refused_spec_took_no_rollout_path(proxy: Proxy, upstream: FakeUpstream) -> None:
+    """A typo's 400 used to carry `x-lucky-rollout-path: legacy`, though no path was taken."""
+    error = error_of(proxy, "tier:mediun", user="carol")  # carol is on the legacy path
+    assert error.status_code == 400 and "did you mean 'medium'?" in error.message
+    assert "x-lucky-rollout-path" not in error.response.headers
+    assert upstream.call_count() == 0
+
+
 def test_another_users_experiment_is_forbidden(proxy: Proxy, upstream: FakeUpstream) -> None:
     error = error_of(proxy, "user:bob:main", key="sk-alice")
     assert error.status_code == 403

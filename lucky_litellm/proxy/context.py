@@ -108,8 +108,10 @@ class RequestContext(dict[str, Any]):
         decision = Rollout(models).decide(owner)
         if decision.path == "registry":  # autoTier: a concrete model a tier maps to runs as the tier
             spec = parse_spec(models.registry_spec(spec))
-        self.update(spec=spec.raw, owner=owner, rollout_path=decision.path, rollout_reason=decision.reason)
+        self.update(spec=spec.raw, owner=owner)
         plan = models.resolve(spec, user_id=owner)
+        # only a request that resolved takes a path: a refused one (a typo's 400) says none
+        self.update(rollout_path=decision.path, rollout_reason=decision.reason)
         if decision.path == "legacy":
             plan = dataclasses.replace(
                 plan,
