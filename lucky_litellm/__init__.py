@@ -38,6 +38,7 @@ from .errors import (
     UnknownExperimentError,
     UnknownTierError,
     UnknownUserError,
+    UnpricedModelError,
     UsageError,
 )
 from .routing import Attempt, Routing, routing_of
@@ -128,6 +129,7 @@ __all__ = [
     "UnknownExperimentError",
     "UnknownTierError",
     "UnknownUserError",
+    "UnpricedModelError",
     "UsageError",
     "UserConfig",
     "complete",
