@@ -11,7 +11,7 @@ client at a fixed concurrency. Scenarios:
 * ``tier_registered``   ``tier:medium``: one model the proxy does not list; the hook registers a
                         Router deployment for it once, then rewrites to it (``--all`` only: the
                         same work as ``tier_deployment`` once registered, and the run must fit
-                        in its 75 s budget);
+                        in its 60 s budget);
 * ``engine_first``      ``user:bench:solo``: one model whose owner has ``maxConcurrent``, so the
                         slot is held by the engine route (the ``lucky`` provider, one nested call);
 * ``race_engine``       ``user:bench:race``: a two-model race through the engine route.
@@ -25,12 +25,14 @@ measured and printed next to it (its ratios agree within the noise).
 
 **How, within ~60 s on 2 quiet cores** (~110 s of CPU in all: ~17 to start two proxies, ~80 for
 the 6,000 measured requests, the rest the warm-up, the client and the upstream). Two identical
-proxies are started once (in parallel) and kept warm; 5 rounds of 300 requests of every scenario
-(in rotated order) are queued, and each proxy takes the next round as it finishes one, so both
-cores work. A round runs all its scenarios on one proxy seconds apart, so each scenario's ratio
-to ``plain`` is taken within its round and the median of the 5 rounds' ratios reported: two
-proxies' small differences, or a neighbour's burst of load, then move a round's scenarios
-together instead of one scenario. req/CPU-s and req/s are the medians over the rounds.
+proxies are started once (in parallel) and kept warm. Each of the 5 rounds runs every scenario
+in turn (in rotated order), 300 requests split between the two proxies, which serve their halves
+at the same time, so both cores work all along; a scenario's figure for the round is its 300
+requests over the CPU time both proxies spent. Each scenario's ratio to ``plain`` is taken within
+its round (the same proxies, seconds apart) and the median of the 5 rounds' ratios reported: a
+neighbour's burst of load then moves a round's scenarios together instead of one scenario, and a
+difference between the two proxies weighs on every scenario alike. req/CPU-s and req/s (both
+proxies together) are the medians over the rounds.
 
     python -m benchmarks.bench_proxy            # 300 requests x 5 rounds per scenario, concurrency 20
     python benchmarks/bench_proxy.py --quick    # 60 x 2, a smoke test
@@ -43,7 +45,6 @@ together instead of one scenario. req/CPU-s and req/s are the medians over the r
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
 import os
@@ -180,46 +181,56 @@ async def _measure(
     wall_ratios: dict[str, list[float]] = {name: [] for name in scenarios}
     errors = dict.fromkeys(scenarios, 0)
     names = list(scenarios)
-    pending: collections.deque[list[str]] = collections.deque()
-    for round_index in range(rounds):
-        shift = round_index % len(names)  # rotate the order: no scenario always runs first
-        pending.append(names[shift:] + names[:shift])
+    shares = [per_round // len(proxies) + (i < per_round % len(proxies)) for i in range(len(proxies))]
 
-    async def serve(proxy: ProxyProcess) -> None:
-        assert proxy.process is not None
-        pid = proxy.process.pid
-        async with aiohttp.ClientSession(
-            base_url=proxy.url,
-            headers=headers,
-            connector=aiohttp.TCPConnector(limit=concurrency),
-            timeout=aiohttp.ClientTimeout(total=60),
-        ) as client:
-            for name in scenarios:  # warm-up: first calls build clients, caches, registrations
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                aiohttp.ClientSession(
+                    base_url=proxy.url,
+                    headers=headers,
+                    connector=aiohttp.TCPConnector(limit=concurrency),
+                    timeout=aiohttp.ClientTimeout(total=60),
+                )
+            )
+            for proxy in proxies
+        ]
+        pids = [proxy.process.pid for proxy in proxies if proxy.process is not None]
+
+        async def warm(client: aiohttp.ClientSession) -> None:
+            for name in scenarios:  # first calls build clients, caches, registrations
                 await _check_route(client, name)
                 _, failed = await _load(client, name, concurrency, concurrency)
                 if failed:
                     raise RuntimeError(f"{name}: {failed} failed requests during warm-up")
-            cpu = await _settled_cpu(pid)
-            while pending:
-                order = pending.popleft()
-                walls: dict[str, float] = {}
-                capacities: dict[str, float] = {}
-                for name in order:
-                    seconds, failed = await _load(client, name, per_round, concurrency)
-                    after = await _settled_cpu(pid)
-                    walls[name] = per_round / seconds
-                    if cpu is not None and after is not None and after > cpu:
-                        capacities[name] = per_round / (after - cpu)
-                    errors[name] += failed
-                    cpu = after
-                for name in order:  # ratios within the round: one proxy, seconds apart
-                    rps[name].append(walls[name])
-                    wall_ratios[name].append(walls[name] / walls["plain"])
-                    if name in capacities and "plain" in capacities:
-                        capacity[name].append(capacities[name])
-                        cpu_ratios[name].append(capacities[name] / capacities["plain"])
 
-    await asyncio.gather(*(serve(proxy) for proxy in proxies))
+        async def cpu_now() -> float | None:
+            readings = await asyncio.gather(*(_settled_cpu(pid) for pid in pids))
+            return None if any(r is None for r in readings) else sum(r for r in readings if r is not None)
+
+        await asyncio.gather(*(warm(client) for client in clients))
+        cpu = await cpu_now()
+        for round_index in range(rounds):
+            shift = round_index % len(names)  # rotate the order: no scenario always runs first
+            walls: dict[str, float] = {}
+            capacities: dict[str, float] = {}
+            for name in names[shift:] + names[:shift]:
+                started = time.perf_counter()
+                halves = zip(clients, shares, strict=True)
+                loads = await asyncio.gather(*(_load(client, name, n, concurrency) for client, n in halves))
+                walls[name] = per_round / (time.perf_counter() - started)
+                after = await cpu_now()
+                if cpu is not None and after is not None and after > cpu:
+                    capacities[name] = per_round / (after - cpu)
+                errors[name] += sum(failed for _, failed in loads)
+                cpu = after
+            for name in names:  # ratios within the round: the same proxies, seconds apart
+                rps[name].append(walls[name])
+                wall_ratios[name].append(walls[name] / walls["plain"])
+                if name in capacities and "plain" in capacities:
+                    capacity[name].append(capacities[name])
+                    cpu_ratios[name].append(capacities[name] / capacities["plain"])
+
     wall = {name: statistics.median(values) for name, values in rps.items()}
     per_cpu = {name: statistics.median(values) for name, values in capacity.items() if values}
     by_cpu = all(cpu_ratios[name] for name in scenarios)  # no /proc: wall clock only

@@ -42,12 +42,13 @@ CONCURRENCY = 50
 MOCK_BASE = "http://127.0.0.1:9/v1"  # never contacted: mock_response answers before any I/O
 WARMUP = 50
 """Requests per variant before measuring: clients, connections, Lua scripts, first-call imports."""
-SIZES = (200, 5)
+SIZES = (150, 7)
 """(requests per variant per round, rounds) for each of mock and http: ~14 s on 2 quiet cores.
 The median of 7 paired rounds of 200 (4 waves of 50) landed where 7 rounds of 1000 did (per-round
-ratios spread by +-10 % on a quiet machine), in a third of the time; 5 rounds keep the median
-(under load it takes 3 bad rounds of 5 to move it) with the ratio measured at 1.0-1.2 against
-its 0.8 target."""
+ratios spread by +-10 % on a quiet machine), in a third of the time. Rounds of 150 (3 waves) keep
+the 7 rounds in the time 5 rounds of 200 took: at load 6, 5 rounds of 200 gave a median of 0.73
+(rounds spread 2x, the CPU ratio 1.16); shorter rounds sit closer in time, so a neighbour's burst
+moves both of a pair, and it takes 4 bad rounds of 7 to move the median."""
 QUICK_SIZES = (150, 3)
 
 

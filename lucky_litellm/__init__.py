@@ -35,6 +35,7 @@ from .errors import (
     UnknownExperimentError,
     UnknownTierError,
     UnknownUserError,
+    UnpricedModelError,
 )
 from .routing import Attempt, Routing, routing_of
 from .spec import ModelSpec, parse_spec
@@ -121,6 +122,7 @@ __all__ = [
     "UnknownExperimentError",
     "UnknownTierError",
     "UnknownUserError",
+    "UnpricedModelError",
     "UserConfig",
     "complete",
     "complete_sync",

@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import sys
 import time
+import warnings
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -48,6 +50,38 @@ _ERROR_TEXT_LIMIT = 300
 _LITELLM_TIMEOUT_MARGIN_S = 1.0
 """litellm's own timeout sits a little past the plan's deadline, so that the deadline, not a
 litellm.Timeout, decides when a request has run out of time."""
+
+_ORPHANED_DISPATCH = (
+    "ignore",
+    re.compile(
+        r"coroutine '(OpenAIChatCompletion|OpenAILikeChatHandler|AzureChatCompletion"
+        r"|AnthropicChatCompletion|BaseLLMHTTPHandler)\.a\w+' was never awaited",
+        re.I,
+    ),
+    RuntimeWarning,
+    None,
+    0,
+)
+"""A `warnings` filter for the one message litellm leaves behind when an attempt is cancelled in
+the middle of `litellm.acompletion` (litellm/main.py, `acompletion`): it runs the sync
+`completion(acompletion=True)` in the loop's executor (`await loop.run_in_executor(...)`), which
+hands back the provider handler's coroutine, then awaits it. A cancellation landing while the
+worker thread is still in `completion()` (a race's loser, a hedge, a consensus stopping early, a
+per-call budget or the request's deadline) cancels only the asyncio side: the thread's result,
+that coroutine, is dropped unawaited and Python prints `RuntimeWarning: coroutine
+'OpenAIChatCompletion.acompletion' was never awaited` on the user's stderr. Nothing leaks (the
+coroutine never started: no request was sent), and nothing outside litellm can reach it to close
+it, nor tell from outside when that window is over. So the message is filtered: only litellm's
+own chat handlers' coroutines, only this warning, and only once lucky has cancelled a call; the
+user's own warnings (and any other RuntimeWarning) still show."""
+
+
+def quiet_orphaned_dispatch() -> None:
+    """Make sure `_ORPHANED_DISPATCH` is the first filter (ahead of a `-W error`/`always` the user
+    or a test runner installed later); a no-op when it already is."""
+    if not warnings.filters or warnings.filters[0] != _ORPHANED_DISPATCH:
+        pattern, category = _ORPHANED_DISPATCH[1], _ORPHANED_DISPATCH[2]
+        warnings.filterwarnings("ignore", pattern.pattern, category)
 
 
 @dataclass
@@ -193,9 +227,13 @@ class RequestRun:
         # strategy anyway, so litellm gets the same timeout for every call of a plan.
         kwargs.setdefault("timeout", self.plan.timeout_s + _LITELLM_TIMEOUT_MARGIN_S)
         span.prepare(kwargs)
-        response = await litellm.acompletion(
-            model=target.litellm_model, messages=list(self.messages), **kwargs
-        )
+        try:
+            response = await litellm.acompletion(
+                model=target.litellm_model, messages=list(self.messages), **kwargs
+            )
+        except asyncio.CancelledError:  # maybe inside litellm's executor window: see the filter
+            quiet_orphaned_dispatch()
+            raise
         if not self.stream:
             record_response(attempt, response, target)  # billed even when it is no answer
             if not _has_answer(response):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -118,13 +119,20 @@ def run_demo(console: Console | None = None) -> int:
 @contextmanager
 def _quiet_litellm() -> Iterator[None]:
     """litellm prints a red "Give Feedback" banner for every failed call unless told not to.
-    The demo's failures are on purpose: silence it for the demo, and put the setting back."""
+    The demo's failures are on purpose: silence it for the demo, and put the setting back.
+
+    Also silenced: "coroutine '...acompletion' was never awaited". litellm builds a call's
+    coroutine in an executor thread; a race loser cancelled meanwhile (on a busy machine) leaves
+    it unawaited, and the warning, a 155-column line from that thread, says nothing about the
+    demo (the call never started, nothing leaks)."""
     import litellm
 
     previous = litellm.suppress_debug_info
     litellm.suppress_debug_info = True
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", r"coroutine '.*' was never awaited", RuntimeWarning)
+            yield
     finally:
         litellm.suppress_debug_info = previous
 

@@ -34,8 +34,9 @@ from .errors import (
     LuckyError,
     NoModelsAvailableError,
     StrategyTimeoutError,
+    UnpricedModelError,
 )
-from .pricing import Estimate, estimate, estimate_cost, estimate_prompt_tokens, fit_budget
+from .pricing import Estimate, estimate, estimate_cost, estimate_prompt_tokens, fit_budget, warn_unpriced
 from .retry import RetryPolicy
 from .routing import Routing, attach_routing
 from .strategies import run_strategy
@@ -269,6 +270,13 @@ class Lease:
         plan, run = self.plan, self.run
         assert run is not None
         budgeted = self.owner is not None and self.cost_limit is not None
+        unpriced = plan.unpriced  # decided once per plan
+        if unpriced:
+            if budgeted:  # litellm would price it at $0: the reservation could not bound it
+                assert self.cost_limit is not None
+                raise UnpricedModelError(self.owner, unpriced, self.cost_limit)
+            if self.track_cost:
+                warn_unpriced(unpriced)
         if not budgeted and plan.max_cost is None:
             return
         prompt_tokens = estimate_prompt_tokens(self.messages)

@@ -12,6 +12,7 @@ from provider problems ("the models failed"), as pydantic-ai does with `UserErro
     ├── UnknownUserError (also KeyError)
     ├── UnknownExperimentError (also KeyError)
     ├── BudgetExceededError                   the user's costLimit would be exceeded
+    ├── UnpricedModelError (also ValueError)  a costLimit user's call names a model nobody can price
     ├── StateUnavailableError                 the shared state store (Redis) cannot be reached
     │   └── BudgetUnavailableError            ... so a budgeted call is refused (onOutage policy)
     ├── ConcurrencyLimitError                 maxConcurrent slots stayed busy until the deadline
@@ -63,6 +64,7 @@ __all__ = [
     "UnknownExperimentError",
     "UnknownTierError",
     "UnknownUserError",
+    "UnpricedModelError",
     "redact",
     "scrub_exception",
 ]
@@ -226,6 +228,36 @@ class BudgetExceededError(LuckyError):
         super().__init__(
             f"budget exceeded for user {user_id!r}: spent ${spent_usd:.6f} (+${needed_usd:.6f} reserved "
             f"for this request) of limit ${limit_usd:.6f}"
+        )
+
+
+PRICING_HINT = (
+    "price it with litellm.register_model({{{model!r}: {{'input_cost_per_token': ..., "
+    "'output_cost_per_token': ..., 'litellm_provider': {provider!r}, 'mode': 'chat'}}}}) "
+    "before the config is loaded, serve it from a local/ provider if it is self-hosted (free), "
+    "or drop costLimit"
+)
+"""How to make a model priceable, formatted with the litellm model and its provider."""
+
+
+def pricing_hint(litellm_model: str) -> str:
+    """`PRICING_HINT` for one litellm model (``openai/gpt-9-ultra``)."""
+    provider = litellm_model.partition("/")[0] if "/" in litellm_model else "openai"
+    return PRICING_HINT.format(model=litellm_model, provider=provider)
+
+
+class UnpricedModelError(LuckyError, ValueError):
+    """A user with a `costLimit` called a cloud model that litellm's cost map cannot price: its
+    spend could not be reserved, so the budget would not bound it. Nothing was sent."""
+
+    def __init__(self, user_id: str | None, models: Sequence[str], limit_usd: float) -> None:
+        self.user_id = user_id
+        self.models = list(models)
+        self.limit_usd = limit_usd
+        names = ", ".join(repr(m) for m in self.models)
+        super().__init__(
+            f"user {user_id!r} has costLimit ${limit_usd:.6f}, but nobody can price {names}: "
+            f"its spend could not be bounded, so nothing was sent; {pricing_hint(self.models[0])}"
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -47,6 +48,15 @@ class Plan:
     """Whether open circuits skip models of this plan (an experiment's ``health.circuit.enabled``)."""
     when_all_open: WhenAllOpen | None = None
     """The experiment's ``health.circuit.whenAllOpen``; None: the registry's."""
+
+    @functools.cached_property
+    def unpriced(self) -> tuple[str, ...]:
+        """litellm models of this plan that nobody can price (`pricing.is_priced`), found once
+        per plan (plans are cached), on first use, once litellm is loaded: a `costLimit` cannot
+        bound their spend, so budgeted calls refuse them and others warn once per model."""
+        from .pricing import is_priced
+
+        return tuple(dict.fromkeys(t.litellm_model for t in self.targets if not is_priced(t)))
 
     @property
     def models(self) -> list[str]:

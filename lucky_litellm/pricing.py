@@ -16,6 +16,7 @@ request path. Estimates pad the count by `PROMPT_TOKEN_MARGIN`.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,9 +39,11 @@ __all__ = [
     "estimate_prompt_tokens",
     "fit_budget",
     "is_free",
+    "is_priced",
     "max_output_tokens",
     "per_output_token_usd",
     "response_cost",
+    "warn_unpriced",
 ]
 
 DEFAULT_OUTPUT_TOKEN_ESTIMATE = 512
@@ -73,6 +76,41 @@ def is_free(target: Target | str) -> bool:
         return provider in _free_providers()
     free = _free_providers()
     return target.provider in free or target.litellm_model.partition("/")[0] in free
+
+
+def is_priced(target: Target | str) -> bool:
+    """Whether a call to `target` has a known price: a free provider, a model litellm's cost map
+    prices (including ones added with `litellm.register_model`), or a reseller's upstream model.
+    litellm prices a model it does not know at $0 without complaint, which a budget cannot bound."""
+    if is_free(target):
+        return True
+    from .tiers import model_price
+
+    model = _model_of(target)
+    if model_price(model) is not None:
+        return True
+    return per_output_token_usd(target) > 0 or cost_from_tokens(target, 1, 0) > 0
+
+
+logger = logging.getLogger("lucky_litellm.pricing")
+
+_warned_unpriced: set[str] = set()
+
+
+def warn_unpriced(models: Sequence[str]) -> None:
+    """Log once per model (per process) that calls to it are recorded at $0: litellm has no
+    price for it. Only plans that contain such a model call this."""
+    for model in models:
+        if model in _warned_unpriced:
+            continue
+        _warned_unpriced.add(model)
+        from .errors import pricing_hint
+
+        logger.warning(
+            "litellm has no price for %r: its calls are recorded at $0 and a costLimit refuses it; %s",
+            model,
+            pricing_hint(model).replace(", or drop costLimit", ""),
+        )
 
 
 def _model_of(target: Target | str) -> str:

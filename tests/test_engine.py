@@ -54,9 +54,7 @@ async def test_breaking_out_of_a_stream_frees_its_slot_and_reservation(models, f
     stream = await models.complete("user:u:x", MESSAGES, stream=True)
     async for _chunk in stream:
         break
-    started = time.monotonic()
     second = await models.complete("user:u:x", MESSAGES)  # would wait 3 s, then fail, if the slot leaked
-    assert time.monotonic() - started < 1.5
     assert second.choices[0].message.content
     await asyncio.sleep(0)
     assert models.limiter.in_flight("u") == 0
@@ -179,13 +177,13 @@ async def test_a_store_failing_while_settling_keeps_the_answer_and_corrects_late
 
 async def test_a_stream_dripping_past_the_deadline_ends_in_strategy_timeout(models, fake_upstream):
     words = " ".join(f"w{i}" for i in range(30))
-    fake_upstream.script("gpt-4.1-mini", Behavior(content=words, chunk_delay_ms=100))  # ~3 s
+    fake_upstream.script("gpt-4.1-mini", Behavior(content=words, chunk_delay_ms=300))  # ~9 s
     models.load_user_config("u", user(timeout=1000, maxConcurrent=1))
     stream = await models.complete("user:u:x", MESSAGES, stream=True)
     started = time.monotonic()
     with pytest.raises(StrategyTimeoutError):
         await texts(stream)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 30 * 0.3 / 2  # cut at the 1 s deadline, not read to its end
     assert models.limiter.in_flight("u") == 0
     await fake_upstream.await_idle(timeout=5)
 

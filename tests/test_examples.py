@@ -27,7 +27,7 @@ def test_example_runs_and_prints_its_result(script):
         "LUCKY_LOCAL_API_BASE": "http://127.0.0.1:9/v1",
     }
     result = subprocess.run(
-        [sys.executable, str(Path("examples") / script)], capture_output=True, text=True, timeout=120, env=env
+        [sys.executable, str(Path("examples") / script)], capture_output=True, text=True, timeout=300, env=env
     )
     assert result.returncode == 0, result.stderr[-2000:]
     for text in EXPECTED[script]:

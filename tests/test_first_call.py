@@ -14,18 +14,28 @@ import lucky_litellm as ll
 
 assert "litellm" not in sys.modules
 models = ll.Models({"provider": "local"}, environ={"LUCKY_LOCAL_API_BASE": sys.argv[1]})
-models.load_user_config("me", {"experiments": {"x": {"providers": ["local/llama3.2"], "timeout": 3000}}})
+experiment = {"providers": ["local/llama3.2"], "timeout": float(sys.argv[2])}
+models.load_user_config("me", {"experiments": {"x": experiment}})
 response = asyncio.run(models.complete("user:me:x", [{"role": "user", "content": "hi"}]))
 print(ll.routing_of(response).winner)
 """
+
+
+IMPORT_TIME = "import time; t = time.perf_counter(); import litellm; print(time.perf_counter() - t)"
 
 
 def test_first_call_of_a_process_gets_its_whole_deadline(fake_upstream: FakeUpstream) -> None:
     """It used to fail with "deadline reached before the call started": litellm's import ran
     inside the first request's deadline (5 s and more on a busy machine)."""
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    # the deadline is half of what loading litellm takes in a new process on this machine now (at
+    # least the 3 s it was): loading would spend it, the call itself never does, loaded or not
+    loading = subprocess.run(
+        [sys.executable, "-c", IMPORT_TIME], capture_output=True, text=True, timeout=120, env=env, check=True
+    )
+    timeout_ms = max(3000.0, float(loading.stdout) * 1000 / 2)
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, fake_upstream.base_url],
+        [sys.executable, "-c", SCRIPT, fake_upstream.base_url, str(timeout_ms)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -37,6 +37,11 @@ async def warm_up(models: Models) -> None:
     await models.complete(D, MESSAGES)
 
 
+CONSENSUS_DEADLINE_MS = 20_000
+"""Long beside the few milliseconds a decision takes, however loaded the machine: a consensus
+that waited for its hung voter until the deadline is told from one that decided at once."""
+
+
 def lucky_tasks() -> set[asyncio.Task[object]]:
     return {task for task in asyncio.all_tasks() if task.get_name().startswith("lucky:")}
 
@@ -49,9 +54,7 @@ async def test_fallback_past_a_hanging_model_answers_within_the_deadline(models,
     fake_upstream.script("gpt-4.1-mini", Behavior(hang=True))
     fake_upstream.script("gpt-4.1-nano", Behavior(content="healthy"))
     models.load_user_config("u", experiment("fallback", A, B, timeout=2000))
-    started = time.monotonic()
-    response = await models.complete("user:u:x", MESSAGES)
-    assert time.monotonic() - started < 2.0
+    response = await models.complete("user:u:x", MESSAGES)  # an answer: within the deadline
     assert response.choices[0].message.content == "healthy"
     hung, healthy = routing_of(response).attempts
     assert (hung.model, hung.outcome, hung.error_type) == (A, "failed", "AttemptTimeoutError")
@@ -62,9 +65,7 @@ async def test_first_retries_a_model_that_hangs_once_within_the_deadline(models,
     await warm_up(models)
     fake_upstream.script("gpt-4.1-mini", [Behavior(hang=True), Behavior(content="second try")])
     models.load_user_config("u", experiment("first", A, timeout=2000, retries=1))
-    started = time.monotonic()
-    response = await models.complete("user:u:x", MESSAGES)
-    assert time.monotonic() - started < 2.0
+    response = await models.complete("user:u:x", MESSAGES)  # an answer: within the deadline
     assert response.choices[0].message.content == "second try"
     assert routing_of(response).attempts[0].tries == 2
     assert fake_upstream.call_count("gpt-4.1-mini") == 2
@@ -75,11 +76,12 @@ async def test_explicit_attempt_timeout_bounds_each_call(models, fake_upstream):
     fake_upstream.script("gpt-4.1-mini", Behavior(hang=True))
     fake_upstream.script("gpt-4.1-nano", Behavior(content="healthy"))
     models.load_user_config("u", experiment("fallback", A, B, timeout=10000, attemptTimeout=200, retries=0))
-    started = time.monotonic()
     response = await models.complete("user:u:x", MESSAGES)
-    assert time.monotonic() - started < 1.5  # the derived default would have waited 5 s
     assert response.choices[0].message.content == "healthy"
-    assert "200 ms" in routing_of(response).attempts[0].error
+    hung = routing_of(response).attempts[0]
+    # cut at 200 ms (the derived default would have waited 5 s): measured on the attempt itself
+    assert (hung.error_type, "200 ms" in hung.error) == ("AttemptTimeoutError", True)
+    assert hung.latency_ms < 5000
 
 
 async def test_tier_attempt_timeout_is_enforced(make_models, fake_upstream):
@@ -88,10 +90,11 @@ async def test_tier_attempt_timeout_is_enforced(make_models, fake_upstream):
     await warm_up(models)
     fake_upstream.script("gpt-4.1-mini", Behavior(hang=True))
     fake_upstream.script("gpt-4.1-nano", Behavior(content="healthy"))
-    started = time.monotonic()
     response = await models.complete("tier:medium", MESSAGES)
-    assert time.monotonic() - started < 1.5
     assert routing_of(response).winner == B
+    hung = routing_of(response).attempts[0]
+    assert (hung.error_type, "200 ms" in hung.error) == ("AttemptTimeoutError", True)
+    assert hung.latency_ms < 5000  # not the derived default (half the 10 s deadline)
 
 
 async def test_the_readme_attempt_timeout_example_answers_past_a_hang(models, fake_upstream):
@@ -102,9 +105,7 @@ async def test_the_readme_attempt_timeout_example_answers_past_a_hang(models, fa
     await warm_up(models)
     fake_upstream.script("gpt-4.1-mini", Behavior(hang=True))
     fake_upstream.script("llama-3.3-70b-versatile", Behavior(content="healthy"))
-    started = time.monotonic()
     response = await models.complete("user:u:careful", MESSAGES)
-    assert time.monotonic() - started < 2.0
     assert routing_of(response).attempts[0].error_type == "AttemptTimeoutError"
     assert response.choices[0].message.content == "healthy"
 
@@ -127,10 +128,10 @@ async def test_consensus_decides_once_a_majority_agrees_and_cancels_the_rest(mod
     fake_upstream.script("gpt-4.1-mini", Behavior(content="Paris"))
     fake_upstream.script("gpt-4.1-nano", Behavior(content="paris."))
     fake_upstream.script("gpt-4o-mini", Behavior(hang=True))
-    models.load_user_config("u", experiment("consensus", A, B, C, timeout=2000))
+    models.load_user_config("u", experiment("consensus", A, B, C, timeout=CONSENSUS_DEADLINE_MS))
     started = time.monotonic()
     response = await models.complete("user:u:x", MESSAGES)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < CONSENSUS_DEADLINE_MS / 1000 / 2  # decided, not timed out
     routing = routing_of(response)
     assert response.choices[0].message.content == "Paris"
     assert [a.outcome for a in routing.attempts] == ["won", "won", "cancelled"]
@@ -147,11 +148,13 @@ async def test_consensus_gives_up_as_soon_as_no_group_can_reach_quorum(models, f
     fake_upstream.script("gpt-4.1-mini", Behavior(content="Paris"))
     fake_upstream.script("gpt-4.1-nano", Behavior(content="Lyon"))
     fake_upstream.script("gpt-4o-mini", Behavior(hang=True))
-    models.load_user_config("u", experiment("consensus", A, B, C, timeout=3000, minAgreement=1.0))
+    models.load_user_config(
+        "u", experiment("consensus", A, B, C, timeout=CONSENSUS_DEADLINE_MS, minAgreement=1.0)
+    )
     started = time.monotonic()
     with pytest.raises(ConsensusError) as info:
         await models.complete("user:u:x", MESSAGES)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < CONSENSUS_DEADLINE_MS / 1000 / 2  # gave up, not timed out
     assert info.value.votes == {"Paris": 1, "Lyon": 1}
     assert lucky_tasks() == set()
 

@@ -7,6 +7,11 @@ provider table and tier table, and reports every problem with file, line and pat
 
 A provider that is known but switched off (no key set) is not an error: the strategy skips it at
 call time and says why, and setting the key later enables it.
+
+A user with a ``costLimit`` may only name models that can be priced (`pricing.is_priced`): litellm
+prices a model missing from its cost map at $0, so the budget would reserve nothing and never stop
+it. Such an entry is refused here with the way to price it; tiers and specs given at call time are
+checked when the call is made (`UnpricedModelError`, before anything is sent).
 """
 
 from __future__ import annotations
@@ -14,13 +19,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError, ConfigIssue, ModelSpecError, ProviderDisabledError, UnknownTierError
+from ..errors import (
+    ConfigError,
+    ConfigIssue,
+    ModelSpecError,
+    ProviderDisabledError,
+    UnknownTierError,
+    pricing_hint,
+)
 from ..spec import parse_spec
 from .load import load_user_config, source_lines
 from .schema import ModelsConfig, UserConfig
 
 if TYPE_CHECKING:
-    from ..providers import ProviderTable
+    from ..providers import ProviderTable, Target
     from ..tiers import TierTable
 
 __all__ = ["check_models_config", "check_user_config", "registry_tables"]
@@ -30,9 +42,10 @@ def check_user_config(config: UserConfig, providers: ProviderTable, tiers: TierT
     """Raise `ConfigError` listing every experiment entry that does not resolve in this registry."""
     lines = source_lines(config)
     issues: list[ConfigIssue] = []
+    limit = config.defaults.cost_limit
     for name, experiment in config.experiments.items():
         for index, raw in enumerate(experiment.providers):
-            problem = _problem(raw, providers, tiers)
+            problem = _problem(raw, providers, tiers, limit)
             if problem is not None:
                 path = ("experiments", name, "providers", index)
                 issues.append(
@@ -47,21 +60,42 @@ def check_user_config(config: UserConfig, providers: ProviderTable, tiers: TierT
         raise ConfigError(issues, "invalid user config")
 
 
-def _problem(raw: str, providers: ProviderTable, tiers: TierTable) -> str | None:
+def _problem(raw: str, providers: ProviderTable, tiers: TierTable, cost_limit: float | None) -> str | None:
     try:
         spec = parse_spec(raw)
         if spec.kind == "tier":
             assert spec.tier is not None
             tiers.get(spec.tier)
-        else:
-            providers.target_for(spec)
-    except ProviderDisabledError:
-        return None
+            return None
+        try:
+            target = providers.target_for(spec)
+        except ProviderDisabledError:
+            if cost_limit is None:
+                return None
+            try:  # off only for want of a key: it is priced all the same once the key is set
+                target = providers.target_for(spec, credentials=True)
+            except ProviderDisabledError:
+                return None
     except UnknownTierError as exc:
         return str(exc)
     except ModelSpecError as exc:
         return exc.reason
+    if cost_limit is not None:
+        return _unpriced(target, cost_limit)
     return None
+
+
+def _unpriced(target: Target, cost_limit: float) -> str | None:
+    """Why a budgeted user cannot name `target` (litellm has no price for it), or None."""
+    from ..pricing import is_priced
+
+    if is_priced(target):
+        return None
+    model = target.litellm_model
+    return (
+        f"litellm has no price for {model!r}, so defaults.costLimit (${cost_limit:g}) could not "
+        f"bound its spend: {pricing_hint(model)}"
+    )
 
 
 def registry_tables(
