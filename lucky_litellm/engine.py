@@ -89,7 +89,7 @@ def start_warm_up() -> concurrent.futures.Future[None]:
                 except BaseException as exc:  # requests then load what they need themselves
                     # a CLI that exits while litellm imports makes the import fail ("can't
                     # register atexit after shutdown"): nobody is left to need the warning
-                    exiting = not threading.main_thread().is_alive()
+                    exiting = _exiting or not threading.main_thread().is_alive()
                     log = logger.debug if exiting else logger.warning
                     log("warming up litellm failed: %s", type(exc).__name__)
                 future.set_result(None)
@@ -111,7 +111,12 @@ WARM_UP_EXIT_TIMEOUT_S = 120.0
 under heavy load); past it the process exits regardless."""
 
 
+_exiting = False
+
+
 def _join_at_exit(thread: threading.Thread) -> None:
+    global _exiting
+    _exiting = True
     thread.join(WARM_UP_EXIT_TIMEOUT_S)
 
 
