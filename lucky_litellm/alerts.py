@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import UsageError
+
 __all__ = ["DEFAULT_THRESHOLDS", "CostAlert", "CostAlertCallback", "CostAlerts"]
 
 logger = logging.getLogger("lucky_litellm.alerts")
@@ -57,7 +59,7 @@ class CostAlerts:
 
     def __init__(self, thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> None:
         if any(t <= 0 for t in thresholds):
-            raise ValueError(f"cost alert thresholds must be positive fractions, got {list(thresholds)}")
+            raise UsageError(f"cost alert thresholds must be positive fractions, got {list(thresholds)}")
         self.thresholds = tuple(sorted(set(thresholds)))
         self._callbacks: list[CostAlertCallback] = []
         self._fired: OrderedDict[str, tuple[float, frozenset[float]]] = OrderedDict()

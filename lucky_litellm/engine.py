@@ -34,6 +34,7 @@ from .errors import (
     LuckyError,
     NoModelsAvailableError,
     StrategyTimeoutError,
+    StreamingNotSupportedError,
     UnpricedModelError,
 )
 from .pricing import Estimate, estimate, estimate_cost, estimate_prompt_tokens, fit_budget, warn_unpriced
@@ -183,7 +184,7 @@ class Lease:
         kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         if stream and plan.strategy == "consensus":
-            raise ValueError(
+            raise StreamingNotSupportedError(
                 f"{plan.spec!r} uses consensus, which needs whole answers: call it without stream=True"
             )
         self.models = models

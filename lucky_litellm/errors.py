@@ -8,6 +8,10 @@ from provider problems ("the models failed"), as pydantic-ai does with `UserErro
     LuckyError
     ├── ModelSpecError (also ValueError)      bad "tier:" / "user:" / "provider/model" spec
     ├── ConfigError (also ValueError)         invalid models or user config; lists every problem
+    ├── UsageError (also ValueError)          a call asks for something the API cannot do
+    │   ├── StreamingNotSupportedError        stream=True where whole answers are needed
+    │   └── InvalidArgumentError (also TypeError)   an argument of the wrong type or shape
+    │       └── InvalidMessagesError          `messages` is not a list of chat messages
     ├── UnknownTierError (also KeyError)
     ├── UnknownUserError (also KeyError)
     ├── UnknownExperimentError (also KeyError)
@@ -55,16 +59,20 @@ __all__ = [
     "ConsensusError",
     "EmptyAnswerError",
     "IncompleteStreamError",
+    "InvalidArgumentError",
+    "InvalidMessagesError",
     "LuckyError",
     "ModelSpecError",
     "NoModelsAvailableError",
     "ProviderDisabledError",
     "StateUnavailableError",
     "StrategyTimeoutError",
+    "StreamingNotSupportedError",
     "UnknownExperimentError",
     "UnknownTierError",
     "UnknownUserError",
     "UnpricedModelError",
+    "UsageError",
     "redact",
     "scrub_exception",
 ]
@@ -173,6 +181,32 @@ class ConfigError(LuckyError, ValueError):
         count = len(self.issues)
         header = f"{title} ({count} problem{'s' if count != 1 else ''})"
         super().__init__("\n".join([header, *(f"  - {issue}" for issue in self.issues)]))
+
+
+class UsageError(LuckyError, ValueError):
+    """The caller asked for something the API cannot do (a caller's mistake, not the models'):
+    raised before anything is sent. Also a `ValueError`, as the plain errors it replaces were."""
+
+
+class StreamingNotSupportedError(UsageError):
+    """`stream=True` where whole answers are needed: a consensus compares complete answers, and
+    `complete_sync` cannot hand back an async stream."""
+
+
+class InvalidArgumentError(UsageError, TypeError):
+    """An argument has the wrong type or shape; also a `TypeError`, so both usual catches work."""
+
+
+class InvalidMessagesError(InvalidArgumentError):
+    """`messages` is not a non-empty list of OpenAI chat messages. `field` names the offending
+    place (``messages``, ``messages[2].content``), `index` the message (None for the list
+    itself). Nothing was sent and no circuit or budget was touched."""
+
+    def __init__(self, field: str, reason: str, index: int | None = None) -> None:
+        self.field = field
+        self.reason = reason
+        self.index = index
+        super().__init__(f"invalid messages: {field} {reason} (nothing was sent)")
 
 
 class UnknownTierError(LuckyError, KeyError):

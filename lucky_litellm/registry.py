@@ -16,19 +16,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .alerts import CostAlerts
-from .config import ModelsConfig, UserConfig, load_models_config, load_user_config, validate_models_config
+from .config import ModelsConfig, UserConfig, load_models_config, load_user_config
+from .config.load import validate_models_schema
 from .config.resolve import check_user_config
 from .engine import Lease, is_warm, start_warm_up, warm_up
 from .errors import (
     ConfigError,
     ConfigIssue,
+    InvalidArgumentError,
     NoModelsAvailableError,
+    StreamingNotSupportedError,
     UnknownExperimentError,
     UnknownTierError,
     UnknownUserError,
 )
 from .health import Circuits, HedgeState, ModelHealth, hedge_policy
 from .limits import ConcurrencyLimiter
+from .messages import check_messages
 from .plan import Plan
 from .providers import ProviderDisabledError, ProviderTable, Target
 from .spec import ModelSpec, parse_spec
@@ -86,7 +90,7 @@ class Models:
     ) -> None:
         if config is None:
             config = ModelsConfig()
-        self._config = config if isinstance(config, ModelsConfig) else validate_models_config(config)
+        self._config = config if isinstance(config, ModelsConfig) else validate_models_schema(config)
         self._environ = environ
         providers = ProviderTable.build(self._config, environ)
         self._snapshot = _Snapshot(providers, build_tier_config(config=self._config, providers=providers))
@@ -373,7 +377,8 @@ class Models:
 
         `api_key` / `api_base` passed here switch a provider on for this call, as with
         `litellm.acompletion`, even when the environment has no key for it. `spec=None` runs
-        `defaultTier`."""
+        `defaultTier`. `messages` is checked first (`InvalidMessagesError`): nothing is sent."""
+        check_messages(messages)
         if spec is None:
             spec = self._default_spec
         if not is_warm():  # resolving may ask litellm about a model: never import it on the loop
@@ -382,7 +387,7 @@ class Models:
             plan = self.resolve(spec, user_id=user_id, credentials=True)
         else:
             plan = self.resolve(spec, user_id=user_id)
-        return await self.run_plan(
+        return await self._run_plan(
             plan, messages, user_id=user_id, request_id=request_id, stream=stream, **kwargs
         )
 
@@ -391,7 +396,10 @@ class Models:
     ) -> Any:
         """`complete` for synchronous code (not for streams; use `complete` from async code)."""
         if kwargs.get("stream"):
-            raise ValueError("complete_sync does not stream; use `await complete(..., stream=True)`")
+            raise StreamingNotSupportedError(
+                "complete_sync does not stream; use `await complete(..., stream=True)`"
+            )
+        check_messages(messages)  # before a loop is even started
         return run_sync(self.complete(spec, messages, **kwargs))
 
     def model(self, spec: str | None = None, **defaults: Any) -> Any:
@@ -406,7 +414,7 @@ class Models:
         """Append `middleware` (``async def mw(request, call_next)``) to the chain run around every
         request; the first added runs outermost. Returns it, so it also works as a decorator."""
         if not callable(middleware):
-            raise TypeError(f"middleware must be callable, got {type(middleware).__name__}")
+            raise InvalidArgumentError(f"middleware must be callable, got {type(middleware).__name__}")
         self._middleware = (*self._middleware, middleware)
         return middleware
 
@@ -426,7 +434,30 @@ class Models:
         **kwargs: Any,
     ) -> Any:
         """Run a resolved plan under one request lease (see `engine.Lease`), through the
-        middleware chain if there is one."""
+        middleware chain if there is one. `messages` is checked first (`InvalidMessagesError`)."""
+        check_messages(messages)
+        return await self._run_plan(
+            plan,
+            messages,
+            user_id=user_id,
+            request_id=request_id,
+            stream=stream,
+            rollout_path=rollout_path,
+            **kwargs,
+        )
+
+    async def _run_plan(
+        self,
+        plan: Plan,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        user_id: str | None = None,
+        request_id: str | None = None,
+        stream: bool = False,
+        rollout_path: str = "registry",
+        **kwargs: Any,
+    ) -> Any:
+        """`run_plan` once `messages` has been checked."""
         if self._middleware:
             return await self._run_chain(
                 plan,
@@ -464,6 +495,7 @@ class Models:
         from .middleware import Request, run_chain
 
         async def endpoint(request: Request) -> Any:
+            check_messages(request.messages)  # a middleware may have changed them
             lease = Lease(
                 self,
                 request.plan,
@@ -528,18 +560,12 @@ def _configured_middleware(config: ModelsConfig) -> tuple[Middleware, ...]:
     """Import the ``middleware:`` entries now: a typo fails when the registry is built."""
     if not config.middleware:
         return ()
-    from .middleware import load_middleware
+    from .middleware import load_configured
 
-    chain: list[Middleware] = []
-    issues: list[ConfigIssue] = []
-    for index, dotted in enumerate(config.middleware):
-        try:
-            chain.append(load_middleware(dotted))
-        except Exception as exc:
-            issues.append(ConfigIssue(f"middleware.{index}", str(exc)))
+    chain, issues = load_configured(config.middleware)
     if issues:
         raise ConfigError(issues, "invalid models config")
-    return tuple(chain)
+    return chain
 
 
 def _default_spec(config: ModelsConfig, tiers: TierTable) -> str:

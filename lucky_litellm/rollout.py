@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .bucketing import Decision, RolloutPolicy
+from .messages import check_messages
 from .routing import Attempt, Routing, attach_routing
 
 if TYPE_CHECKING:
@@ -188,6 +189,7 @@ class Rollout:
     ) -> Any:
         """One plain `litellm.acompletion` on the spec's concrete model: no strategy, no retries
         added, no budget; only a routing record and a span so the path stays visible."""
+        check_messages(messages)  # as the registry path does: a caller's mistake, nothing sent
         return await self._recorded(
             "legacy", lambda rid: self._legacy_call(spec, messages, user_id, rid, kwargs), request_id
         )

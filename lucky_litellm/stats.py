@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .errors import UsageError
 from .routing import Routing
 
 __all__ = ["DEFAULT_MAX_MODELS", "DEFAULT_MAX_USERS", "LatencySketch", "Stats"]
@@ -142,7 +143,7 @@ class Stats:
         max_users: int = DEFAULT_MAX_USERS,
     ) -> None:
         if max_models < 1 or max_users < 1:
-            raise ValueError("max_models and max_users must be at least 1")
+            raise UsageError("max_models and max_users must be at least 1")
         self.enabled = enabled
         self.max_models = max_models
         self.max_users = max_users

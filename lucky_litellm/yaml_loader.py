@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import yaml
 
-from .errors import ConfigError, ConfigIssue
+from .errors import ConfigError, ConfigIssue, InvalidArgumentError
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -131,7 +131,7 @@ def classify_source(source: object) -> SourceKind:
         if stripped.endswith((".yaml", ".yml")) or (stripped and os.path.exists(stripped)):
             return "path"
         return "text"
-    raise TypeError(f"expected a file path, YAML text or a mapping, got {type(source).__name__}")
+    raise InvalidArgumentError(f"expected a file path, YAML text or a mapping, got {type(source).__name__}")
 
 
 def load_yaml(

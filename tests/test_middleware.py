@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import lucky_litellm as ll
 from lucky_litellm import AllModelsFailedError, ConfigError, MiddlewareError, routing_of
 from lucky_litellm.middleware import Request
 from lucky_litellm.middleware.cache import ResponseCache
@@ -141,6 +142,37 @@ async def test_middleware_named_in_models_yaml_is_imported_and_run(make_models):
 def test_a_middleware_entry_that_does_not_import_fails_when_the_registry_is_built(make_models):
     with pytest.raises(ConfigError, match=r"middleware\.0.*cannot be imported"):
         make_models(middleware=["tests.test_middleware:nosuch"])
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["nosuch.module:thing", "tests.test_middleware:nosuch", "tests.test_middleware:SECRETS", "nodots"],
+)
+def test_the_validators_report_a_bad_middleware_entry_as_building_the_registry_does(entry):
+    config = {"middleware": [entry]}
+    result = ll.safe_validate_models_config(config)
+    with pytest.raises(ConfigError) as built:
+        ll.Models(config)
+    assert not result.success and result.error is not None
+    assert [str(issue) for issue in result.error.issues] == [str(issue) for issue in built.value.issues]
+    assert result.error.issues[0].path == "middleware.0"
+    with pytest.raises(ConfigError) as validated:
+        ll.validate_models_config(config)
+    assert str(validated.value) == str(built.value)
+
+
+def test_the_validators_accept_a_middleware_entry_that_imports():
+    config = {"middleware": ["tests.test_middleware:record_spec"]}
+    assert ll.safe_validate_models_config(config).success
+
+
+def test_the_validate_command_reports_a_bad_middleware_entry(tmp_path):
+    from lucky_litellm.config.resolve import check_models_config
+
+    path = tmp_path / "models.yaml"
+    path.write_text("middleware:\n  - nosuch.module:thing\n")
+    with pytest.raises(ConfigError, match=r"middleware\.0: 'nosuch.module:thing' cannot be imported"):
+        check_models_config(ll.load_models_config(path))
 
 
 async def test_redact_pii_replaces_emails_phones_and_keys_before_they_leave(models, fake_upstream):

@@ -64,7 +64,7 @@ async def test_fallback_past_a_hanging_model_answers_within_the_deadline(models,
 async def test_first_retries_a_model_that_hangs_once_within_the_deadline(models, fake_upstream):
     await warm_up(models)
     fake_upstream.script("gpt-4.1-mini", [Behavior(hang=True), Behavior(content="second try")])
-    models.load_user_config("u", experiment("first", A, timeout=2000, retries=1))
+    models.load_user_config("u", experiment("first", A, timeout=6000, retries=1))
     response = await models.complete("user:u:x", MESSAGES)  # an answer: within the deadline
     assert response.choices[0].message.content == "second try"
     assert routing_of(response).attempts[0].tries == 2

@@ -42,7 +42,23 @@ ConfigSource = str | os.PathLike[str] | Mapping[str, Any]
 def validate_models_config(
     data: Mapping[str, Any] | ModelsConfig, *, source: str | None = None
 ) -> ModelsConfig:
-    """Validate a registry config; raises `ConfigError` listing every problem."""
+    """Validate a registry config; raises `ConfigError` listing every problem.
+
+    The ``middleware:`` entries are imported too, as `Models()` does, so a config this accepts
+    does not then fail to build over a module that cannot be imported."""
+    config = validate_models_schema(data, source=source)
+    if config.middleware:
+        from ..middleware import load_configured
+
+        _, issues = load_configured(config.middleware, source)
+        if issues:
+            raise ConfigError(issues, "invalid models config")
+    return config
+
+
+def validate_models_schema(data: object, *, source: str | None = None) -> ModelsConfig:
+    """`validate_models_config` without importing the middleware: for `Models()`, which imports
+    (and instantiates) them itself, once."""
     return _validate(ModelsConfig, data, LineMap(file=source), "invalid models config")
 
 

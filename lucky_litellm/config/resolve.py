@@ -120,6 +120,11 @@ def check_models_config(config: ModelsConfig, environ: Mapping[str, str] | None 
             tiers.get(config.default_tier)
         except UnknownTierError as exc:
             issues.append(ConfigIssue("defaultTier", str(exc)))
+    if config.middleware:
+        from ..middleware import load_configured
+
+        lines = source_lines(config)
+        issues.extend(load_configured(config.middleware, lines.file if lines else None)[1])
     for entry in config.users.values():
         try:
             check_user_config(load_user_config(entry), providers, tiers)

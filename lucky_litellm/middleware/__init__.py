@@ -21,12 +21,20 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MiddlewareError
+from ..errors import ConfigIssue, MiddlewareError, UsageError
 
 if TYPE_CHECKING:
     from ..plan import Plan
 
-__all__ = ["CallNext", "Middleware", "Request", "load_middleware", "middleware_name", "run_chain"]
+__all__ = [
+    "CallNext",
+    "Middleware",
+    "Request",
+    "load_configured",
+    "load_middleware",
+    "middleware_name",
+    "run_chain",
+]
 
 
 @dataclass
@@ -93,13 +101,28 @@ def load_middleware(dotted: str) -> Middleware:
     if not sep:
         module_name, _, attr = dotted.rpartition(".")
     if not module_name or not attr:
-        raise ValueError(f"{dotted!r}: expected 'package.module:name'")
+        raise UsageError(f"{dotted!r}: expected 'package.module:name'")
     try:
         value = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
-        raise ValueError(f"{dotted!r} cannot be imported ({type(exc).__name__}: {exc})") from None
+        raise UsageError(f"{dotted!r} cannot be imported ({type(exc).__name__}: {exc})") from None
     if isinstance(value, type):
         value = value()
     if not callable(value):
-        raise ValueError(f"{dotted!r} is not callable")
+        raise UsageError(f"{dotted!r} is not callable")
     return value
+
+
+def load_configured(
+    entries: Sequence[str], file: str | None = None
+) -> tuple[tuple[Middleware, ...], list[ConfigIssue]]:
+    """Import the ``middleware:`` entries of a models config: the chain, and one issue per entry
+    that cannot be used. `Models()` and the validators share it, so both word a problem alike."""
+    chain: list[Middleware] = []
+    issues: list[ConfigIssue] = []
+    for index, dotted in enumerate(entries):
+        try:
+            chain.append(load_middleware(dotted))
+        except Exception as exc:
+            issues.append(ConfigIssue(f"middleware.{index}", str(exc), file))
+    return tuple(chain), issues

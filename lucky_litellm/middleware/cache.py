@@ -21,7 +21,7 @@ import json
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from ..errors import StateUnavailableError
+from ..errors import StateUnavailableError, UsageError
 from ..routing import Routing, attach_routing, routing_of
 from . import CallNext, Request
 
@@ -53,9 +53,9 @@ class ResponseCache:
 
     def __init__(self, max_entries: int = 1024, *, state: State | None = None, ttl_s: float = 3600.0) -> None:
         if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
+            raise UsageError("max_entries must be at least 1")
         if not ttl_s > 0:
-            raise ValueError("ttl_s must be positive")
+            raise UsageError("ttl_s must be positive")
         self.max_entries = max_entries
         self.ttl_s = ttl_s
         self._redis = state.connection if state is not None else None

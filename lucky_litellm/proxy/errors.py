@@ -9,7 +9,7 @@ on every endpoint:
 error                              status  why
 =================================  ======  ===========================================================
 ModelSpecError, UnknownTierError   400     the request names no valid model, as LiteLLM does
-ValueError (e.g. consensus+stream) 400     the request asks for something the spec cannot do
+UsageError, ValueError             400     the request asks for what the spec cannot do (consensus+stream)
 AccessDeniedError                  403     another user's experiments
 UnknownUserError, -ExperimentError 404     the named config does not exist
 BudgetExceededError                429     ``x-should-retry: false``: spend does not reset by waiting
@@ -47,6 +47,7 @@ from ..errors import (
     UnknownExperimentError,
     UnknownTierError,
     UnknownUserError,
+    UsageError,
     redact,
 )
 from ..retry import retry_after_seconds, status_of
@@ -149,6 +150,7 @@ _STATUSES: tuple[tuple[type[BaseException], int], ...] = (
     (MidStreamError, 502),
     (NoModelsAvailableError, 503),
     (StrategyTimeoutError, 504),
+    (UsageError, 400),
     (LuckyError, 500),
     (ValueError, 400),
 )

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from ..errors import LuckyError, StrategyTimeoutError
+from ..errors import LuckyError, StrategyTimeoutError, StreamingNotSupportedError
 from ..registry import default_models
 from .context import CONTEXT_KEY, ProxySettings, RequestContext, context_of, is_lucky_name
 from .errors import NO_RETRY, HttpError, http_error, is_mapped, upstream_error
@@ -85,7 +85,7 @@ class LuckyHook(CustomLogger):
             ctx.prepare(str(model), models)
             assert ctx.plan is not None
             if data.get("stream") and ctx.plan.strategy == "consensus":
-                raise ValueError(
+                raise StreamingNotSupportedError(
                     f"{model!r} uses consensus, which needs whole answers; call it without stream"
                 )
         except Exception as exc:

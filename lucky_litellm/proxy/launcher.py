@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
+from ..errors import UsageError
+
 __all__ = ["OFFLINE_ENV", "ProxyProcess", "free_port"]
 
 OFFLINE_ENV: Mapping[str, str] = {
@@ -86,7 +88,7 @@ class ProxyProcess:
             merged.update(OFFLINE_ENV)
         merged.update(env or {})
         if not merged.get("LITELLM_MASTER_KEY"):
-            raise ValueError("LITELLM_MASTER_KEY must be set: the proxy refuses to start without it")
+            raise UsageError("LITELLM_MASTER_KEY must be set: the proxy refuses to start without it")
         self.env = merged
         self.process: subprocess.Popen[bytes] | None = None
         self._log = tempfile.NamedTemporaryFile(prefix="litellm-proxy-", suffix=".log", delete=False)  # noqa: SIM115
