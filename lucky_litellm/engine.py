@@ -41,6 +41,7 @@ from .pricing import Estimate, estimate, estimate_cost, estimate_prompt_tokens, 
 from .retry import RetryPolicy
 from .routing import Routing, attach_routing
 from .strategies import run_strategy
+from .sync import register_exit_hook
 
 if TYPE_CHECKING:
     from .config import UserConfig
@@ -89,17 +90,35 @@ def start_warm_up() -> concurrent.futures.Future[None]:
                 except BaseException as exc:  # requests then load what they need themselves
                     # a CLI that exits while litellm imports makes the import fail ("can't
                     # register atexit after shutdown"): nobody is left to need the warning
-                    exiting = not threading.main_thread().is_alive()
+                    exiting = _exiting or not threading.main_thread().is_alive()
                     log = logger.debug if exiting else logger.warning
                     log("warming up litellm failed: %s", type(exc).__name__)
                 future.set_result(None)
 
-            # not a daemon: a process that exits while litellm is still importing would freeze this
-            # thread holding the import lock, and litellm's client finalizers (which import) would
-            # then deadlock the interpreter's shutdown; exiting waits for the import instead
-            threading.Thread(target=run, name="lucky-litellm-warm-up", daemon=False).start()
+            # a daemon joined at exit within WARM_UP_EXIT_TIMEOUT_S: a process that exits while
+            # litellm is still importing must wait for the import (frozen mid-import, the thread
+            # would hold the import lock, and litellm's client finalizers, which import, would
+            # deadlock the interpreter's shutdown), but not forever (a non-daemon thread is
+            # joined without a timeout)
+            thread = threading.Thread(target=run, name="lucky-litellm-warm-up", daemon=True)
+            thread.start()
+            register_exit_hook(functools.partial(_join_at_exit, thread))
             _warm = future
         return _warm
+
+
+WARM_UP_EXIT_TIMEOUT_S = 120.0
+"""How long exiting waits for litellm to finish importing (seconds normally, a minute on a machine
+under heavy load); past it the process exits regardless."""
+
+
+_exiting = False
+
+
+def _join_at_exit(thread: threading.Thread) -> None:
+    global _exiting
+    _exiting = True
+    thread.join(WARM_UP_EXIT_TIMEOUT_S)
 
 
 _warm_done: concurrent.futures.Future[None] | None = None

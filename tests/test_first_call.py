@@ -45,14 +45,16 @@ def test_first_call_of_a_process_gets_its_whole_deadline(fake_upstream: FakeUpst
     assert result.stdout.strip() == "local/llama3.2"
 
 
-def test_the_warm_up_thread_is_joined_at_exit_not_frozen_holding_the_import_lock(monkeypatch) -> None:
-    """Regression: as a daemon, a CLI that failed fast exited mid-import, and litellm's client
-    finalizers then deadlocked the interpreter's shutdown on the import lock (1 run in 6)."""
+def test_the_warm_up_thread_is_a_daemon_joined_at_exit_within_a_bound(monkeypatch) -> None:
+    """As a daemon left running, a CLI that failed fast exited mid-import, and litellm's client
+    finalizers then deadlocked the interpreter's shutdown on the import lock (1 run in 6); as a
+    non-daemon, exiting waited for it without a timeout. Now exiting joins it, within a bound."""
     import threading
 
     from lucky_litellm import engine
 
     started: list[threading.Thread] = []
+    hooks: list[object] = []
     real_start = threading.Thread.start
 
     def record(thread: threading.Thread) -> None:
@@ -62,6 +64,29 @@ def test_the_warm_up_thread_is_joined_at_exit_not_frozen_holding_the_import_lock
     monkeypatch.setattr(engine, "_warm", None)
     monkeypatch.setattr(engine, "_load", lambda: None)
     monkeypatch.setattr(threading.Thread, "start", record)
+    monkeypatch.setattr(engine, "register_exit_hook", hooks.append)
     engine.start_warm_up().result(timeout=5)
     [warm_up] = [thread for thread in started if thread.name == "lucky-litellm-warm-up"]
-    assert not warm_up.daemon
+    assert warm_up.daemon
+    [hook] = hooks
+    assert getattr(hook, "func", None) is engine._join_at_exit
+
+
+HUNG_WARM_UP = """
+import threading, time
+from lucky_litellm import engine
+engine.WARM_UP_EXIT_TIMEOUT_S = 0.5
+engine._load = threading.Event().wait  # an import that never ends
+engine.start_warm_up()
+print(time.time(), flush=True)
+"""
+
+
+def test_exit_waits_for_a_stuck_warm_up_only_up_to_its_bound() -> None:
+    process = subprocess.Popen([sys.executable, "-c", HUNG_WARM_UP], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    try:
+        process.stdout.readline()
+        assert process.wait(timeout=60) == 0  # a non-daemon warm-up thread kept it forever
+    finally:
+        process.kill()
